@@ -1,0 +1,1 @@
+"""Benchmark harness for sequential recommendation: one data protocol, one evaluator, one trainer."""
