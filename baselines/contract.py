@@ -1,0 +1,61 @@
+"""The one contract every model in the harness implements, DreamRec included."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class Batch:
+    """One training batch, built by the trainer.
+
+    history: [B, 10] long, padded after the real items with the pad id (== n_items).
+    length: [B] long, real items in ``history`` (1 for a row with no history).
+    target: [B] long, the next item.
+    negatives: [B, k] long or None, drawn by the trainer for models with ``n_negatives > 0``.
+    generator: the torch.Generator a model uses for its own noise (diffusion steps, guidance
+        dropout), on the model's device; owned and seeded by the trainer.
+    """
+
+    history: Tensor
+    length: Tensor
+    target: Tensor
+    negatives: Tensor | None = None
+    generator: torch.Generator | None = None
+
+
+class SequentialRecommender(nn.Module):
+    """Base class of every model.
+
+    Subclasses implement :meth:`calculate_loss` (a scalar to minimise) and
+    :meth:`full_sort_predict` (scores over the ``n_items`` real items only: the pad id is never
+    a column, and the evaluator rejects any other width). Models never read argv or globals and
+    never switch train/eval mode themselves: the trainer does.
+    """
+
+    #: negatives per positive the trainer draws for this model (0: none, DreamRec's case).
+    n_negatives: int = 0
+
+    def __init__(self, n_items: int) -> None:
+        super().__init__()
+        self.n_items = int(n_items)
+
+    @property
+    def pad_id(self) -> int:
+        return self.n_items
+
+    def calculate_loss(self, batch: Batch) -> Tensor:
+        """Training loss of one batch, a scalar tensor."""
+        raise NotImplementedError
+
+    def full_sort_predict(
+        self, history: Tensor, length: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Scores of every real item for each row, [B, n_items]; higher ranks first.
+
+        ``generator`` feeds models that sample at prediction time (DreamRec); others ignore it.
+        """
+        raise NotImplementedError

@@ -1,0 +1,105 @@
+"""Full-ranking evaluation: one evaluator for every model.
+
+Every row of a split is scored against all ``n_items`` real items (the pad id is not a column:
+a model returning any other width is rejected), batched so memory stays bounded. The result
+keeps each row's rank of its target; HR@K and NDCG@K per row follow from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from harness.data import Split
+from harness.errors import HarnessError
+
+KS: tuple[int, ...] = (10, 20, 50)
+
+ScoreFn = Callable[[Tensor, Tensor, torch.Generator | None], Tensor]
+
+
+class ModelOutputError(HarnessError):
+    """A model returned scores of the wrong shape or non-finite scores."""
+
+
+def target_ranks(scores: Tensor, target: Tensor) -> Tensor:
+    """0-based rank of each row's target among all items, [B, n_items], [B] -> [B] long.
+
+    Ties are counted against the target (an item scoring exactly as the target ranks above it),
+    so a model that gives every item the same score never hits.
+    """
+    t_score = scores.gather(1, target.unsqueeze(1))  # [B, 1]
+    return (scores >= t_score).sum(dim=1) - 1
+
+
+def row_metrics(ranks: np.ndarray, ks: tuple[int, ...] = KS) -> dict[str, np.ndarray]:
+    """Per-row HR@K and NDCG@K from 0-based ranks [N] -> {"hr@K": [N], "ndcg@K": [N]}."""
+    ranks = np.asarray(ranks)
+    out: dict[str, np.ndarray] = {}
+    gain = 1.0 / np.log2(ranks.astype(np.float64) + 2.0)
+    for k in ks:
+        hit = ranks < k
+        out[f"hr@{k}"] = hit.astype(np.float64)
+        out[f"ndcg@{k}"] = np.where(hit, gain, 0.0)
+    return out
+
+
+def summarize(ranks: np.ndarray, ks: tuple[int, ...] = KS) -> dict[str, float]:
+    """Means of :func:`row_metrics` over rows -> {"hr@10": ..., "ndcg@50": ...}."""
+    return {name: float(v.mean()) for name, v in row_metrics(ranks, ks).items()}
+
+
+@dataclass
+class Evaluation:
+    """Result of one pass over a split: per-row ranks [N] and their means."""
+
+    ranks: np.ndarray
+    metrics: dict[str, float]
+
+
+@torch.no_grad()
+def evaluate(
+    score_fn: ScoreFn,
+    split: Split,
+    n_items: int,
+    device: torch.device | str = "cpu",
+    batch_size: int = 4096,
+    generator: torch.Generator | None = None,
+    mask_history: bool = False,
+) -> Evaluation:
+    """Rank every row of ``split`` with ``score_fn(history, length, generator) -> [B, n_items]``.
+
+    ``mask_history=True`` removes the items of each row's history from its ranking (for every
+    model alike; a target that repeats a history item then counts as a miss); the default keeps
+    them, as the paper does. Rows are processed in batches of
+    ``batch_size`` and all of them are counted.
+    """
+    device = torch.device(device)
+    N = len(split)
+    if N == 0:
+        raise HarnessError("cannot evaluate an empty split")
+    ranks = np.empty(N, dtype=np.int64)
+    history = torch.from_numpy(split.history)
+    length = torch.from_numpy(split.length)
+    target = torch.from_numpy(split.target)
+    for start in range(0, N, batch_size):
+        sl = slice(start, min(start + batch_size, N))
+        h, ln, tg = history[sl].to(device), length[sl].to(device), target[sl].to(device)
+        scores = score_fn(h, ln, generator)
+        if scores.shape != (h.shape[0], n_items):
+            raise ModelOutputError(
+                f"model returned scores of shape {tuple(scores.shape)}, expected "
+                f"({h.shape[0]}, {n_items}): score the real items only, without the pad column"
+            )
+        if not torch.isfinite(scores).all():
+            raise ModelOutputError("model returned non-finite scores (NaN or inf)")
+        if mask_history:
+            real = h < n_items  # [B, L]
+            rows = torch.arange(h.shape[0], device=device).unsqueeze(1).expand_as(h)
+            scores = scores.index_put((rows[real], h[real]), torch.tensor(float("-inf"), device=device))
+        ranks[sl] = target_ranks(scores, tg).cpu().numpy()
+    return Evaluation(ranks=ranks, metrics=summarize(ranks))

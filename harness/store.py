@@ -1,0 +1,125 @@
+"""Records: one JSON per (dataset, model, seed, protocol) plus per-row test ranks (.npz).
+
+Layout: ``<results>/records/<dataset>/<model>/<protocol>/seed<k>.json`` and ``seed<k>.npz``.
+Both are written atomically (temp file + rename), the ``.npz`` first, so a JSON on disk always
+describes a finished run whose per-row arrays are complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import HarnessError
+
+SCHEMA = 1
+PROTOCOLS = ("validation", "published")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def config_hash(payload: dict[str, Any]) -> str:
+    """sha256 (16 hex) of a JSON-canonical payload (dataset, model, config, data checksum)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def record_path(results_dir: Path, dataset: str, model: str, protocol: str, seed: int) -> Path:
+    if protocol not in PROTOCOLS:
+        raise HarnessError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    return Path(results_dir) / "records" / dataset / model / protocol / f"seed{seed}.json"
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_record(path: Path, record: dict[str, Any], ranks: np.ndarray | None) -> None:
+    """Write ``ranks`` ([n_test_rows] int, 0-based target ranks) then the JSON ``record``."""
+    if ranks is not None:
+        arr = np.asarray(ranks, dtype=np.int32)
+        _atomic_write(path.with_suffix(".npz"), lambda fh: np.savez_compressed(fh, test_ranks=arr))
+    text = json.dumps(record, indent=1, sort_keys=False, default=_jsonable) + "\n"
+    _atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The record at ``path``, or None when absent or unreadable (then it is simply rerun)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            rec = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or rec.get("schema") != SCHEMA:
+        return None
+    return rec
+
+
+def read_ranks(path: Path) -> np.ndarray:
+    """Per-row 0-based test ranks stored beside the record at ``path`` -> [n_test_rows]."""
+    with np.load(Path(path).with_suffix(".npz"), allow_pickle=False) as z:
+        return z["test_ranks"].astype(np.int64)
+
+
+def is_done(path: Path, chash: str) -> bool:
+    """A finished, successful record for the same config exists at ``path``."""
+    rec = read_record(path)
+    return bool(rec and rec.get("status") == "ok" and rec.get("config_hash") == chash
+                and path.with_suffix(".npz").exists())
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "numpy", "pandas", "scipy", "recbole"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+def git_state() -> dict[str, Any]:
+    """Commit of the code that ran and whether tracked code differed from it (results/ aside)."""
+    def git(*args: str) -> str | None:
+        try:
+            r = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                               timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
+    return {"commit": commit, "dirty": None if dirty is None else bool(dirty)}
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,178 @@
+"""One training loop for every model: seeded shuffles, periodic validation, early stopping.
+
+Selection is on validation only: the state with the best val NDCG@20 (ties by HR@20) is kept and
+test is evaluated once, on that state. ``published=True`` additionally evaluates test at every
+evaluation and reports the evaluation with the best *test* NDCG@20 -- how the official DreamRec
+printout is usually read; records label it as test-selected.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from baselines.contract import Batch, SequentialRecommender
+from harness.data import SequenceSplits
+from harness.errors import HarnessError
+from harness.evaluate import Evaluation, evaluate
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and selection settings (AdamW, as in the paper)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    max_epochs: int = 1000
+    eval_every: int = 5
+    patience: int = 10  # evaluations without a gain in val NDCG@20 before stopping
+    eval_batch_size: int = 4096
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_epochs", "eval_every", "patience", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+class TrainingDiverged(HarnessError):
+    """The loss became NaN or infinite; the run is recorded as failed."""
+
+
+@dataclass
+class TrainResult:
+    """What one training run produced; ``test`` is evaluated on the val-selected state."""
+
+    epochs_run: int
+    best_epoch: int
+    val: Evaluation
+    test: Evaluation
+    published: tuple[int, Evaluation] | None  # (epoch, test evaluation) with best test NDCG@20
+    history: list[dict[str, Any]] = field(default_factory=list)
+    wall: dict[str, float] = field(default_factory=dict)
+
+
+def _key(metrics: dict[str, float]) -> tuple[float, float]:
+    return (metrics["ndcg@20"], metrics["hr@20"])
+
+
+def eval_generator(device: torch.device, seed: int, epoch: int, split: str) -> torch.Generator:
+    """Generator for one evaluation pass, independent of the training stream.
+
+    Seeded from (seed, epoch, split), so the test pass of an epoch draws the same noise whether
+    it runs during training (published protocol) or once at the end (validation protocol).
+    """
+    offset = {"val": 1, "test": 2}[split]
+    return torch.Generator(device).manual_seed(seed * 1_000_003 + epoch * 10 + offset)
+
+
+def train(
+    model: SequentialRecommender,
+    splits: SequenceSplits,
+    config: TrainConfig,
+    seed: int,
+    device: torch.device,
+    published: bool = False,
+    progress: bool = True,
+    desc: str = "",
+) -> TrainResult:
+    """Train ``model`` on ``splits.train``, select on ``splits.val``, test once on ``splits.test``.
+
+    The caller seeds torch's global generator before building the model (initialisation and
+    dropout draw from it); shuffles come from ``numpy.random.default_rng(seed)`` and the model's
+    own noise from a ``torch.Generator`` seeded with ``seed``.
+    """
+    model.to(device)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator(device).manual_seed(seed)
+    # fused AdamW: one kernel over all parameters (4.9x faster per step than the default
+    # per-tensor loop for DreamRec on the CPU); same update rule
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
+    )
+    tr = splits.train
+    history = torch.from_numpy(tr.history).to(device)
+    length = torch.from_numpy(tr.length).to(device)
+    target = torch.from_numpy(tr.target).to(device)
+    n_rows, bs = len(tr), config.batch_size
+    n_neg = model.n_negatives
+    if n_neg:
+        raise HarnessError("negative sampling is not available yet in this trainer")
+
+    def run_eval(split: str, epoch: int) -> Evaluation:
+        model.eval()
+        try:
+            return evaluate(
+                model.full_sort_predict, splits.split(split), splits.n_items, device,
+                config.eval_batch_size, eval_generator(device, seed, epoch, split),
+            )
+        finally:
+            model.train()
+
+    best_key: tuple[float, float] | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch, best_val = -1, None
+    pub: tuple[int, Evaluation] | None = None
+    bad_evals = 0
+    log: list[dict[str, Any]] = []
+    t_train = t_eval = 0.0
+    epoch = -1
+    model.train()
+    bar = tqdm(range(config.max_epochs), desc=desc, disable=not progress, leave=False)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        perm = torch.from_numpy(rng.permutation(n_rows)).to(device)
+        loss_sum = torch.zeros((), device=device)
+        for start in range(0, n_rows, bs):
+            idx = perm[start:start + bs]
+            batch = Batch(history[idx], length[idx], target[idx], generator=gen)
+            loss = model.calculate_loss(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach() * idx.shape[0]
+        mean_loss = float(loss_sum) / n_rows
+        t_train += time.perf_counter() - t0
+        if not np.isfinite(mean_loss):
+            raise TrainingDiverged(f"training loss became {mean_loss} in epoch {epoch}")
+        entry: dict[str, Any] = {"epoch": epoch, "loss": mean_loss}
+        last = epoch == config.max_epochs - 1
+        if (epoch + 1) % config.eval_every == 0 or last:
+            t0 = time.perf_counter()
+            val = run_eval("val", epoch)
+            entry["val"] = val.metrics
+            if published:
+                test = run_eval("test", epoch)
+                entry["test"] = test.metrics
+                if pub is None or _key(test.metrics) > _key(pub[1].metrics):
+                    pub = (epoch, test)
+            t_eval += time.perf_counter() - t0
+            if best_key is None or _key(val.metrics) > best_key:
+                best_key, best_epoch, best_val = _key(val.metrics), epoch, val
+                best_state = copy.deepcopy(model.state_dict())
+                bad_evals = 0
+            else:
+                bad_evals += 1
+            bar.set_postfix(loss=f"{mean_loss:.4f}", val_ndcg20=f"{val.metrics['ndcg@20']:.4f}",
+                            best=best_epoch)
+        log.append(entry)
+        if bad_evals >= config.patience:
+            break
+    bar.close()
+    assert best_state is not None and best_val is not None
+    model.load_state_dict(best_state)
+    t0 = time.perf_counter()
+    test = run_eval("test", best_epoch)
+    t_eval += time.perf_counter() - t0
+    return TrainResult(
+        epochs_run=epoch + 1, best_epoch=best_epoch, val=best_val, test=test, published=pub,
+        history=log, wall={"train_s": t_train, "eval_s": t_eval},
+    )
