@@ -1,0 +1,196 @@
+"""``python -m harness.run``: train one model on one dataset over seeds and record the results.
+
+Example: ``python -m harness.run --model dreamrec --dataset zhihu --seeds 5 --protocol both``.
+Records that already exist for the same configuration are skipped, so an interrupted command
+rerun finishes the missing seeds only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tabulate import tabulate
+
+from harness import store
+from harness.data import DATASETS, SequenceSplits, load_dataset
+from harness.errors import HarnessError
+from harness.models import MODELS, ModelSpec, get_model
+from harness.train import TrainConfig, TrainingDiverged, TrainResult, train
+
+SUMMARY_METRICS = ("hr@10", "ndcg@10", "hr@20", "ndcg@20", "hr@50", "ndcg@50")
+SELECTION = {
+    "validation": "best validation NDCG@20 (test evaluated once, on that state)",
+    "published": "best TEST NDCG@20 over evaluations -- test-selected, optimistic; "
+    "how the official code's printout is usually read",
+}
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise HarnessError("--device cuda requested but no CUDA device is available; use --device cpu")
+    if name not in ("cpu", "cuda"):
+        raise HarnessError(f"unknown device {name!r}; valid: auto, cpu, cuda")
+    return torch.device(name)
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HarnessError(f"--set takes KEY=VALUE, got {item!r} (e.g. --set timesteps=200)")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def record_base(spec: ModelSpec, dataset: str, splits: SequenceSplits, model_cfg: Any,
+                train_cfg: TrainConfig) -> tuple[dict[str, Any], str]:
+    """The part of every record that identifies the run, and its config hash."""
+    config = {"model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg)}
+    chash = store.config_hash({"dataset": dataset, "model": spec.name, "config": config,
+                               "data_checksum": splits.checksum})
+    return {"dataset": dataset, "model": spec.name, "config": config, "config_hash": chash,
+            "data_checksum": splits.checksum, "n_items": splits.n_items,
+            "rows": {s: len(splits.split(s)) for s in ("train", "val", "test")}}, chash
+
+
+def run_seed(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, train_cfg: TrainConfig,
+             seed: int, device: torch.device, protocols: list[str], base: dict[str, Any],
+             paths: dict[str, Path], progress: bool) -> str:
+    """Train one seed and write one record per protocol; returns "ok" or "failed"."""
+    torch.manual_seed(seed)  # model initialisation and dropout
+    model = spec.build(splits.n_items, model_cfg)
+    common = dict(base, seed=seed, device=str(device), torch_threads=torch.get_num_threads(),
+                  versions=store.package_versions(), git=store.git_state(),
+                  created=store.now_iso(), schema=store.SCHEMA)
+    t0 = time.perf_counter()
+    try:
+        result = train(model, splits, train_cfg, seed, device,
+                       published="published" in protocols, progress=progress,
+                       desc=f"{spec.name}/{base['dataset']} seed {seed}")
+    except TrainingDiverged as e:
+        for p in protocols:
+            store.write_record(paths[p], dict(common, protocol=p, status="failed", error=str(e)), None)
+        return "failed"
+    total = time.perf_counter() - t0
+    for p in protocols:
+        store.write_record(paths[p], _record(common, p, result, total), _ranks(p, result))
+    return "ok"
+
+
+def _record(common: dict[str, Any], protocol: str, r: TrainResult, total_s: float) -> dict[str, Any]:
+    if protocol == "validation":
+        epoch, val, test = r.best_epoch, r.val.metrics, r.test.metrics
+    else:
+        assert r.published is not None
+        epoch, test = r.published[0], r.published[1].metrics
+        val = next(e["val"] for e in r.history if e["epoch"] == epoch)
+    return dict(common, protocol=protocol, status="ok", error=None,
+                selection=SELECTION[protocol], selected_epoch=epoch, best_val_epoch=r.best_epoch,
+                epochs_run=r.epochs_run, val=val, test=test, history=r.history,
+                wall=dict(r.wall, total_s=total_s))
+
+
+def _ranks(protocol: str, r: TrainResult) -> np.ndarray:
+    return r.test.ranks if protocol == "validation" else r.published[1].ranks
+
+
+def summarize(results_dir: Path, dataset: str, model: str, protocols: list[str],
+              seeds: list[int]) -> str:
+    """mean ± std (sample std over seeds, in %) of each protocol's test metrics."""
+    rows = []
+    for p in protocols:
+        recs = [store.read_record(store.record_path(results_dir, dataset, model, p, s)) for s in seeds]
+        ok = [r for r in recs if r and r.get("status") == "ok"]
+        failed = sum(1 for r in recs if r and r.get("status") == "failed")
+        row = [p, f"{len(ok)}/{len(seeds)}" + (f" ({failed} failed)" if failed else "")]
+        for m in SUMMARY_METRICS:
+            vals = np.array([r["test"][m] for r in ok]) * 100
+            if len(vals) == 0:
+                row.append("—")
+            else:
+                std = vals.std(ddof=1) if len(vals) > 1 else 0.0
+                row.append(f"{vals.mean():.2f} ± {std:.2f}")
+        rows.append(row)
+    head = ["protocol", "seeds"] + [m.upper() for m in SUMMARY_METRICS]
+    title = f"{model} on {dataset}: test metrics in %, mean ± std over seeds"
+    return title + "\n" + tabulate(rows, headers=head, tablefmt="github")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m harness.run", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="dreamrec", help=f"one of: {', '.join(sorted(MODELS))}")
+    ap.add_argument("--dataset", default="ml-100k", help=f"one of: {', '.join(DATASETS)}")
+    ap.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds run first..first+N-1")
+    ap.add_argument("--protocol", default="validation", choices=["validation", "published", "both"],
+                    help="validation: select on val only (default); published: also evaluate test "
+                    "at every evaluation and report the best (test-selected); both: one training, "
+                    "both records")
+    ap.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads (default: all cores; use 1 per job when jobs share cores)")
+    ap.add_argument("--data-dir", default=None,
+                    help="folder with the authors' yc/ks/zhihu folders "
+                    "(default: $HARNESS_DATA_DIR or ../shared/data/dreamrec)")
+    ap.add_argument("--results-dir", default="results", help="where records go (default results/)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a preset setting, e.g. --set timesteps=200 --set lr=0.005")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        spec = get_model(args.model)
+        if args.dataset not in DATASETS:
+            raise HarnessError(f"unknown dataset {args.dataset!r}; valid: {', '.join(DATASETS)}")
+        if args.seeds < 1:
+            raise HarnessError(f"--seeds must be >= 1, got {args.seeds}")
+        model_cfg, train_cfg = spec.configs(args.dataset, parse_overrides(args.set))
+        device = pick_device(args.device)
+        if args.threads < 0:
+            raise HarnessError(f"--threads must be >= 0, got {args.threads}")
+        torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+        splits = load_dataset(args.dataset, args.data_dir)
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    protocols = ["validation", "published"] if args.protocol == "both" else [args.protocol]
+    results_dir = Path(args.results_dir)
+    base, chash = record_base(spec, args.dataset, splits, model_cfg, train_cfg)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    failed = 0
+    for seed in seeds:
+        paths = {p: store.record_path(results_dir, args.dataset, spec.name, p, seed) for p in protocols}
+        if all(store.is_done(paths[p], chash) for p in protocols):
+            print(f"seed {seed}: record exists for this config, skipped", file=sys.stderr)
+            continue
+        status = run_seed(spec, splits, model_cfg, train_cfg, seed, device, protocols, base,
+                          paths, progress=not args.no_progress)
+        rec = store.read_record(paths[protocols[0]])
+        if status == "ok":
+            print(f"seed {seed}: epochs {rec['epochs_run']}, selected epoch {rec['selected_epoch']}, "
+                  f"test HR@20 {rec['test']['hr@20']:.4f} NDCG@20 {rec['test']['ndcg@20']:.4f}, "
+                  f"{rec['wall']['total_s']:.0f} s", file=sys.stderr)
+        else:
+            failed += 1
+            print(f"seed {seed}: FAILED ({rec['error']}); not averaged in", file=sys.stderr)
+    print(summarize(results_dir, args.dataset, spec.name, protocols, seeds))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
