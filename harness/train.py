@@ -9,6 +9,7 @@ printout is usually read; records label it as test-selected.
 from __future__ import annotations
 
 import copy
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -163,6 +164,11 @@ def train(
                 bad_evals += 1
             bar.set_postfix(loss=f"{mean_loss:.4f}", val_ndcg20=f"{val.metrics['ndcg@20']:.4f}",
                             best=best_epoch)
+            if not progress:
+                extra = f" test NDCG@20 {entry['test']['ndcg@20']:.4f}" if published else ""
+                print(f"{desc} epoch {epoch}: loss {mean_loss:.4f} val NDCG@20 "
+                      f"{val.metrics['ndcg@20']:.4f}{extra} (best epoch {best_epoch}, "
+                      f"{t_train + t_eval:.0f} s)", file=sys.stderr, flush=True)
         log.append(entry)
         if bad_evals >= config.patience:
             break
