@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -192,14 +193,6 @@ class DreamRec(SequentialRecommender):
         self.schedule = DiffusionSchedule.create(
             config.schedule, config.timesteps, config.beta_start, config.beta_end
         )
-        for name in (
-            "sqrt_alphas_cumprod",
-            "sqrt_one_minus_alphas_cumprod",
-            "posterior_mean_coef1",
-            "posterior_mean_coef2",
-            "posterior_variance",
-        ):
-            self.register_buffer(name, self.schedule.table(name), persistent=False)
 
     # -- training ---------------------------------------------------------------------------
     def encode(self, history: Tensor, length: Tensor) -> Tensor:
@@ -218,8 +211,7 @@ class DreamRec(SequentialRecommender):
         c = torch.where(drop, self.null_cond, c)  # guidance dropout with p_u
         t = torch.randint(0, self.config.timesteps, (B,), generator=g, device=x0.device)
         noise = torch.randn(x0.shape, generator=g, device=x0.device)
-        # forward process q(x_t | x_0) (paper eq. 3)
-        x_t = self.sqrt_alphas_cumprod[t, None] * x0 + self.sqrt_one_minus_alphas_cumprod[t, None] * noise
+        x_t = self.schedule.add_noise(x0, noise, t)  # forward process q(x_t | x_0)
         x0_hat = self.denoiser(x_t, c, self.denoiser.step_embedding(t))
         return F.mse_loss(x0_hat, x0)
 
@@ -247,8 +239,9 @@ class DreamRec(SequentialRecommender):
         T = self.config.timesteps
         x = torch.randn((B, H), generator=generator, device=c.device)
         t_emb = self.denoiser.step_embedding(torch.arange(T, device=c.device))  # [T, H]
-        coef1, coef2 = self.posterior_mean_coef1.tolist(), self.posterior_mean_coef2.tolist()
-        sigma = self.posterior_variance.sqrt().tolist()
+        sch = self.schedule
+        coef1, coef2 = sch.posterior_mean_coef1.tolist(), sch.posterior_mean_coef2.tolist()
+        sigma = np.sqrt(sch.posterior_variance).tolist()
         if fast and self.config.denoiser == "mlp1":
             lin: nn.Linear = self.denoiser.net[0]
             Wx, Wc, Wt = lin.weight.split(H, dim=1)  # each [H, H]

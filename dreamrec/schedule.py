@@ -10,7 +10,7 @@ out as float32 tensors on the device where they are used.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 import numpy as np
@@ -48,7 +48,7 @@ def make_betas(
     raise ValueError(f"unknown noise schedule {name!r}; valid: {', '.join(SCHEDULES)}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DiffusionSchedule:
     """Coefficients of q(x_t | x_0) and of the posterior q(x_{t-1} | x_t, x_0), indexed t = 0..T-1.
 
@@ -66,6 +66,7 @@ class DiffusionSchedule:
     posterior_mean_coef1: np.ndarray  # [T], multiplies x_0
     posterior_mean_coef2: np.ndarray  # [T], multiplies x_t
     posterior_variance: np.ndarray  # [T]
+    _tables: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(
@@ -89,9 +90,12 @@ class DiffusionSchedule:
             posterior_variance=betas * (1.0 - ac_prev) / (1.0 - ac),
         )
 
-    def table(self, field: str, device: torch.device | str = "cpu") -> Tensor:
-        """One coefficient table as a float32 tensor, [T]."""
-        return torch.as_tensor(getattr(self, field), dtype=torch.float32, device=device)
+    def table(self, name: str, device: torch.device | str = "cpu") -> Tensor:
+        """One coefficient table as a float32 tensor on ``device``, [T] (made once per device)."""
+        key = (name, str(torch.device(device)))
+        if key not in self._tables:
+            self._tables[key] = torch.as_tensor(getattr(self, name), dtype=torch.float32, device=device)
+        return self._tables[key]
 
     def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
         """q(x_t | x_0): sqrt(a_bar_t) x_0 + sqrt(1 - a_bar_t) eps; x0, noise [B, H], t [B] long."""

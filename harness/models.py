@@ -59,7 +59,7 @@ def _coerce(key: str, text: str, field: dataclasses.Field, cls: type) -> Any:
         return kind(text)
     except ValueError:
         raise HarnessError(
-            f"setting {key!r} takes a {kind.__name__}, got {text!r}"
+            f"setting {key!r} must be of type {kind.__name__}, got {text!r}"
         ) from None
 
 

@@ -1,0 +1,99 @@
+"""``python -m harness.run``: records, resume, failures and bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from harness import store
+from harness.run import main
+
+FAST = ["--set", "max_epochs=2", "--set", "eval_every=1", "--set", "timesteps=5",
+        "--set", "hidden_size=16", "--no-progress", "--threads", "1"]
+
+
+def run(tmp_path, *args):
+    return main(["--dataset", "ml-100k", "--results-dir", str(tmp_path / "res"), *args])
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    rc = main(["--dataset", "ml-100k", "--results-dir", str(tmp / "res"), "--seeds", "2",
+               "--protocol", "both", *FAST])
+    return tmp, rc
+
+
+def test_records_hold_metrics_and_provenance(finished):
+    tmp, rc = finished
+    assert rc == 0
+    for protocol in ("validation", "published"):
+        for seed in (0, 1):
+            path = store.record_path(tmp / "res", "ml-100k", "dreamrec", protocol, seed)
+            rec = json.loads(path.read_text())
+            assert rec["status"] == "ok" and rec["seed"] == seed and rec["protocol"] == protocol
+            assert rec["config"]["model"]["timesteps"] == 5
+            assert rec["config"]["train"]["max_epochs"] == 2
+            assert set(rec["test"]) == {f"{m}@{k}" for m in ("hr", "ndcg") for k in (10, 20, 50)}
+            assert len(rec["data_checksum"]) == 64 and rec["versions"]["torch"]
+            assert rec["device"] == "cpu" and rec["epochs_run"] == 2
+            assert "commit" in rec["git"] and rec["wall"]["total_s"] > 0
+            ranks = store.read_ranks(path)
+            assert ranks.shape == (rec["rows"]["test"],)
+            assert np.mean(ranks < 20) == pytest.approx(rec["test"]["hr@20"])
+    pub = json.loads(store.record_path(tmp / "res", "ml-100k", "dreamrec", "published", 0).read_text())
+    assert "TEST" in pub["selection"]
+
+
+def test_rerun_skips_finished_records_and_reruns_a_changed_config(finished, capsys):
+    tmp, _ = finished
+    path = store.record_path(tmp / "res", "ml-100k", "dreamrec", "validation", 0)
+    before = path.stat().st_mtime_ns
+    assert main(["--dataset", "ml-100k", "--results-dir", str(tmp / "res"), "--seeds", "2",
+                 "--protocol", "both", *FAST]) == 0
+    err = capsys.readouterr().err
+    assert err.count("skipped") == 2
+    assert path.stat().st_mtime_ns == before
+    assert main(["--dataset", "ml-100k", "--results-dir", str(tmp / "res"), "--seeds", "1",
+                 *FAST, "--set", "max_epochs=1"]) == 0
+    assert json.loads(path.read_text())["config"]["train"]["max_epochs"] == 1
+
+
+def test_nan_loss_marks_the_run_failed_and_keeps_it_out_of_the_mean(tmp_path, capsys):
+    assert run(tmp_path, "--seeds", "1", *FAST, "--set", "lr=1e30") == 1
+    rec = json.loads(store.record_path(tmp_path / "res", "ml-100k", "dreamrec", "validation", 0).read_text())
+    assert rec["status"] == "failed" and "nan" in rec["error"]
+    out = capsys.readouterr()
+    assert "0/1 (1 failed)" in out.out and "FAILED" in out.err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "nope"], "unknown model 'nope'; valid: dreamrec"),
+    (["--dataset", "movielens"], "unknown dataset 'movielens'; valid: ml-100k, yc, ks, zhihu"),
+    (["--set", "bogus=1"], "unknown setting 'bogus' for dreamrec; valid:"),
+    (["--set", "timesteps=many"], "setting 'timesteps' must be of type int, got 'many'"),
+    (["--set", "schedule=quadratic"], "unknown schedule 'quadratic'"),
+    (["--device", "cuda"], "no CUDA device"),
+    (["--set", "lr"], "--set takes KEY=VALUE"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
+    if "cuda" in args:
+        import torch
+        if torch.cuda.is_available():
+            pytest.skip("a CUDA device is present")
+    assert main(["--results-dir", str(tmp_path / "res"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "res").exists()
+
+
+def test_missing_data_file_names_it(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "harness.run", "--dataset", "zhihu", "--data-dir",
+                        str(tmp_path), "--results-dir", str(tmp_path / "res")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: ") and "zhihu" in r.stderr and ".df" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "res").exists()

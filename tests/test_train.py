@@ -1,0 +1,75 @@
+"""The trainer on a small learnable task: learning, selection, determinism, failures."""
+
+import numpy as np
+import pytest
+import torch
+
+from dreamrec.model import DreamRec, DreamRecConfig
+from harness.train import TrainConfig, TrainingDiverged, train
+from tests.helpers import chain_splits
+
+CFG = DreamRecConfig(hidden_size=32, timesteps=20, w=2.0, dropout=0.1)
+
+
+def fit(seed=0, published=False, **kw):
+    splits = chain_splits()
+    torch.manual_seed(seed)
+    model = DreamRec(splits.n_items, CFG)
+    tc = TrainConfig(**{"lr": 1e-2, "max_epochs": 12, "eval_every": 3, "patience": 10, **kw})
+    return train(model, splits, tc, seed, torch.device("cpu"), published=published,
+                 progress=False)
+
+
+@pytest.fixture(scope="module")
+def run_a():
+    return fit(seed=0, published=True)
+
+
+def test_dreamrec_learns_the_chain_task(run_a):
+    losses = [e["loss"] for e in run_a.history]
+    assert losses[-1] < 0.5 * losses[0]
+    # random ranking of 100 items gives HR@20 = 0.2
+    assert run_a.test.metrics["hr@20"] > 0.5
+    assert run_a.val.metrics["hr@20"] > 0.5
+
+
+def test_same_seed_twice_gives_identical_metrics(run_a):
+    again = fit(seed=0, published=True)
+    assert again.test.metrics == run_a.test.metrics
+    np.testing.assert_array_equal(again.test.ranks, run_a.test.ranks)
+    assert [e["loss"] for e in again.history] == [e["loss"] for e in run_a.history]
+
+
+def test_selection_is_on_validation_and_published_is_test_selected(run_a):
+    evals = [e for e in run_a.history if "val" in e]
+    assert [e["epoch"] for e in evals] == [2, 5, 8, 11]
+    best = max(evals, key=lambda e: (e["val"]["ndcg@20"], e["val"]["hr@20"]))
+    assert run_a.best_epoch == best["epoch"]
+    assert run_a.val.metrics == best["val"]
+    # the final test pass on the restored best state reproduces that epoch's test pass
+    assert run_a.test.metrics == best["test"]
+    pub_epoch, pub = run_a.published
+    assert pub.metrics["ndcg@20"] == max(e["test"]["ndcg@20"] for e in evals)
+    assert pub.metrics["ndcg@20"] >= run_a.test.metrics["ndcg@20"]
+
+
+def test_published_protocol_does_not_change_the_training_trajectory(run_a):
+    plain = fit(seed=0, published=False)
+    assert plain.published is None
+    assert plain.test.metrics == run_a.test.metrics
+
+
+def test_early_stopping_after_patience_evaluations_without_gain():
+    r = fit(seed=1, lr=1e-9, max_epochs=50, eval_every=1, patience=2)  # nothing improves
+    assert r.epochs_run <= r.best_epoch + 1 + 2 + 1
+    assert r.epochs_run < 50
+
+
+def test_nan_loss_fails_the_run():
+    with pytest.raises(TrainingDiverged, match="nan"):
+        fit(seed=0, lr=1e30, max_epochs=3)
+
+
+def test_train_config_rejects_nonsense():
+    with pytest.raises(ValueError, match="eval_every"):
+        TrainConfig(eval_every=0)
