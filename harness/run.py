@@ -78,7 +78,7 @@ def run_seed(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, train_cfg:
     try:
         result = train(model, splits, train_cfg, seed, device,
                        published="published" in protocols, progress=progress,
-                       desc=f"{spec.name}/{base['dataset']} seed {seed}")
+                       desc=f"{spec.name}/{base['dataset']} seed {seed}", log_evals=not progress)
     except TrainingDiverged as e:
         for p in protocols:
             store.write_record(paths[p], dict(common, protocol=p, status="failed", error=str(e)), None)

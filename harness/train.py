@@ -84,12 +84,14 @@ def train(
     published: bool = False,
     progress: bool = True,
     desc: str = "",
+    log_evals: bool = False,
 ) -> TrainResult:
     """Train ``model`` on ``splits.train``, select on ``splits.val``, test once on ``splits.test``.
 
     The caller seeds torch's global generator before building the model (initialisation and
     dropout draw from it); shuffles come from ``numpy.random.default_rng(seed)`` and the model's
-    own noise from a ``torch.Generator`` seeded with ``seed``.
+    own noise from a ``torch.Generator`` seeded with ``seed``. ``progress`` shows a tqdm bar;
+    ``log_evals`` prints one line per evaluation to stderr instead (for logs).
     """
     model.to(device)
     rng = np.random.default_rng(seed)
@@ -141,7 +143,10 @@ def train(
             opt.step()
             loss_sum += loss.detach() * idx.shape[0]
         mean_loss = float(loss_sum) / n_rows
-        t_train += time.perf_counter() - t0
+        epoch_s = time.perf_counter() - t0
+        t_train += epoch_s
+        if epoch == 0:
+            first_epoch_s = epoch_s
         if not np.isfinite(mean_loss):
             raise TrainingDiverged(f"training loss became {mean_loss} in epoch {epoch}")
         entry: dict[str, Any] = {"epoch": epoch, "loss": mean_loss}
@@ -164,7 +169,7 @@ def train(
                 bad_evals += 1
             bar.set_postfix(loss=f"{mean_loss:.4f}", val_ndcg20=f"{val.metrics['ndcg@20']:.4f}",
                             best=best_epoch)
-            if not progress:
+            if log_evals:
                 extra = f" test NDCG@20 {entry['test']['ndcg@20']:.4f}" if published else ""
                 print(f"{desc} epoch {epoch}: loss {mean_loss:.4f} val NDCG@20 "
                       f"{val.metrics['ndcg@20']:.4f}{extra} (best epoch {best_epoch}, "
@@ -180,5 +185,7 @@ def train(
     t_eval += time.perf_counter() - t0
     return TrainResult(
         epochs_run=epoch + 1, best_epoch=best_epoch, val=best_val, test=test, published=pub,
-        history=log, wall={"train_s": t_train, "eval_s": t_eval},
+        history=log,
+        wall={"train_s": t_train, "eval_s": t_eval,
+              "train_s_per_epoch_after_first": (t_train - first_epoch_s) / max(epoch, 1)},
     )
