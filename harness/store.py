@@ -39,7 +39,7 @@ def record_path(results_dir: Path, dataset: str, model: str, protocol: str, seed
     return Path(results_dir) / "records" / dataset / model / protocol / f"seed{seed}.json"
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -58,9 +58,9 @@ def write_record(path: Path, record: dict[str, Any], ranks: np.ndarray | None) -
     """Write ``ranks`` ([n_test_rows] int, 0-based target ranks) then the JSON ``record``."""
     if ranks is not None:
         arr = np.asarray(ranks, dtype=np.int32)
-        _atomic_write(path.with_suffix(".npz"), lambda fh: np.savez_compressed(fh, test_ranks=arr))
+        atomic_write(path.with_suffix(".npz"), lambda fh: np.savez_compressed(fh, test_ranks=arr))
     text = json.dumps(record, indent=1, sort_keys=False, default=_jsonable) + "\n"
-    _atomic_write(path, lambda fh: fh.write(text.encode()))
+    atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 def _jsonable(obj: Any) -> Any:
