@@ -62,17 +62,21 @@ def record_base(spec: ModelSpec, dataset: str, splits: SequenceSplits, model_cfg
                                "data_checksum": splits.checksum})
     return {"dataset": dataset, "model": spec.name, "config": config, "config_hash": chash,
             "data_checksum": splits.checksum, "n_items": splits.n_items,
-            "rows": {s: len(splits.split(s)) for s in ("train", "val", "test")}}, chash
+            "rows": {s: len(splits.split(s)) for s in ("train", "val", "test")},
+            "versions": store.package_versions(), "git": store.git_state()}, chash
 
 
 def run_seed(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, train_cfg: TrainConfig,
              seed: int, device: torch.device, protocols: list[str], base: dict[str, Any],
              paths: dict[str, Path], progress: bool) -> str:
-    """Train one seed and write one record per protocol; returns "ok" or "failed"."""
+    """Train one seed and write one record per protocol; returns "ok" or "failed".
+
+    ``base`` carries the run's identity and provenance, captured once when the command started
+    (the git commit then is the code this process runs, whatever is committed meanwhile).
+    """
     torch.manual_seed(seed)  # model initialisation and dropout
     model = spec.build(splits.n_items, model_cfg)
     common = dict(base, seed=seed, device=str(device), torch_threads=torch.get_num_threads(),
-                  versions=store.package_versions(), git=store.git_state(),
                   created=store.now_iso(), schema=store.SCHEMA)
     t0 = time.perf_counter()
     try:
