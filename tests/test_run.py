@@ -10,8 +10,9 @@ import pytest
 from harness import store
 from harness.run import main
 
-FAST = ["--set", "max_epochs=2", "--set", "eval_every=1", "--set", "timesteps=5",
-        "--set", "hidden_size=16", "--no-progress", "--threads", "1"]
+TINY = ["--set", "eval_every=1", "--set", "timesteps=5", "--set", "hidden_size=16",
+        "--no-progress", "--threads", "1"]
+FAST = ["--set", "max_epochs=2", *TINY]
 
 
 def run(tmp_path, *args):
@@ -97,3 +98,25 @@ def test_missing_data_file_names_it(tmp_path):
     assert r.stderr.startswith("error: ") and "zhihu" in r.stderr and ".df" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "res").exists()
+
+
+def test_tune_chooses_the_point_with_the_best_validation_ndcg(tmp_path):
+    from harness.tune import main as tune_main
+
+    assert tune_main(["--dataset", "ml-100k", "--results-dir", str(tmp_path), "--grid",
+                      "lr=1e-9,1e-2", *TINY, "--set", "max_epochs=1"]) == 0
+    vals = {}
+    for lr in ("1e-9", "1e-2"):
+        rec = json.loads(store.record_path(tmp_path / "tuning" / "ml-100k" / "dreamrec" / f"lr={lr}",
+                                           "ml-100k", "dreamrec", "validation", 0).read_text())
+        vals[lr] = (rec["val"]["ndcg@20"], rec["val"]["hr@20"])
+    best = max(vals, key=vals.get)
+    text = (tmp_path / "tuning" / "ml-100k-dreamrec.md").read_text()
+    assert f"Chosen by validation NDCG@20: **lr={best}**" in text
+
+
+def test_tune_rejects_a_malformed_grid(capsys):
+    from harness.tune import main as tune_main
+
+    assert tune_main(["--grid", "lr"]) == 2
+    assert "--grid takes KEY=V1,V2" in capsys.readouterr().err
