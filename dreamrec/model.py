@@ -203,10 +203,10 @@ class DreamRec(SequentialRecommender):
         g = batch.generator
         # one embedding lookup for history and target: one dense gradient instead of two
         emb = self.item_embeddings(torch.cat((batch.history, batch.target.unsqueeze(1)), dim=1))
-        L = batch.history.shape[1]
-        x0 = emb[:, L]  # [B, H]
+        hist_emb, x0 = emb.split([batch.history.shape[1], 1], dim=1)  # split: no zero-filled grads
+        x0 = x0.squeeze(1)  # [B, H]
         B = x0.shape[0]
-        c = self.encoder(emb[:, :L], batch.history, batch.length)  # [B, H]
+        c = self.encoder(hist_emb, batch.history, batch.length)  # [B, H]
         drop = torch.rand(B, 1, generator=g, device=x0.device) < self.config.p_uncond
         c = torch.where(drop, self.null_cond, c)  # guidance dropout with p_u
         t = torch.randint(0, self.config.timesteps, (B,), generator=g, device=x0.device)
