@@ -151,12 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--results-dir", default="results", help="where records go (default results/)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a preset setting, e.g. --set timesteps=200 --set lr=0.005")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ap.add_argument("--no-progress", action="store_true",
+                    help="no progress bars: one line per evaluation on stderr instead")
+    ap.add_argument("--no-summary", action="store_true",
+                    help="do not print the test summary (harness.tune uses this: tuning sees "
+                    "validation only)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    store.git_state()  # provenance of the code this process runs, read before anything else
     try:
         spec = get_model(args.model)
         if args.dataset not in DATASETS:
@@ -186,13 +191,15 @@ def main(argv: list[str] | None = None) -> int:
                           paths, progress=not args.no_progress)
         rec = store.read_record(paths[protocols[0]])
         if status == "ok":
+            shown = "val" if args.no_summary else "test"
             print(f"seed {seed}: epochs {rec['epochs_run']}, selected epoch {rec['selected_epoch']}, "
-                  f"test HR@20 {rec['test']['hr@20']:.4f} NDCG@20 {rec['test']['ndcg@20']:.4f}, "
+                  f"{shown} HR@20 {rec[shown]['hr@20']:.4f} NDCG@20 {rec[shown]['ndcg@20']:.4f}, "
                   f"{rec['wall']['total_s']:.0f} s", file=sys.stderr)
         else:
             failed += 1
             print(f"seed {seed}: FAILED ({rec['error']}); not averaged in", file=sys.stderr)
-    print(summarize(results_dir, args.dataset, spec.name, protocols, seeds))
+    if not args.no_summary:
+        print(summarize(results_dir, args.dataset, spec.name, protocols, seeds))
     return 1 if failed else 0
 
 

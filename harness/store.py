@@ -7,6 +7,7 @@ describes a finished run whose per-row arrays are complete.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -106,8 +107,13 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
 def git_state() -> dict[str, Any]:
-    """Commit of the code that ran and whether tracked code differed from it (results/ aside)."""
+    """Commit of the code that runs and whether tracked code differed from it (results/ aside).
+
+    Read once per process, at the first call (commands call it when they start): later commits
+    do not change what the running process executes.
+    """
     def git(*args: str) -> str | None:
         try:
             r = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,

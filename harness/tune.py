@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         sets = [x for k, v in zip(keys, values) for x in ("--set", f"{k}={v}")]
         rc = run.main(["--model", args.model, "--dataset", args.dataset, "--seeds", str(args.seeds),
                        "--results-dir", str(root / point), "--device", args.device,
-                       "--threads", str(args.threads), "--no-progress", *sets, *passthrough,
+                       "--threads", str(args.threads), "--no-progress", "--no-summary", *sets, *passthrough,
                        *(["--data-dir", args.data_dir] if args.data_dir else [])])
         if rc == 2:
             return 2  # bad input: run.main said why
