@@ -255,11 +255,13 @@ class DreamRec(SequentialRecommender):
             guided_c = (1 + w) * (c @ Wc.T) - w * (self.null_cond @ Wc.T)  # [B, H]
             step_part = t_emb @ Wt.T + lin.bias  # [T, H]
             WxT = Wx.T.contiguous()
+            noise = torch.empty((B, H), device=c.device)
             for i in reversed(range(T)):
-                x0_hat = torch.addmm(guided_c + step_part[i], x, WxT)
-                x = coef1[i] * x0_hat + coef2[i] * x
+                x_next = torch.addmm(step_part[i], x, WxT).add_(guided_c)  # x0_hat, then in place:
+                x_next.mul_(coef1[i]).add_(x, alpha=coef2[i])  # posterior mean
                 if i > 0:
-                    x = x + sigma[i] * torch.randn((B, H), generator=generator, device=c.device)
+                    x_next.add_(noise.normal_(generator=generator), alpha=sigma[i])
+                x = x_next
             return x
         cond = torch.cat((c, self.null_cond.expand(B, H)))  # [2B, H]
         for i in reversed(range(T)):
