@@ -9,13 +9,16 @@ the generic guided path. Example: ``python -m harness.bench --dataset zhihu --th
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 import torch
 from tabulate import tabulate
 
+from harness import store
 from harness.data import DATASETS, load_dataset
 from harness.errors import HarnessError
 from harness.evaluate import evaluate
@@ -56,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs after one warm-up")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--out", default=None, help="also write the output to this file")
     args = ap.parse_args(argv)
+    store.git_state()
     try:
         if args.dataset not in DATASETS:
             raise HarnessError(f"unknown dataset {args.dataset!r}; valid: {', '.join(DATASETS)}")
@@ -78,12 +83,20 @@ def main(argv: list[str] | None = None) -> int:
         fast_s = time_generation(model, splits, device, True, train_cfg.eval_batch_size)
         slow_s = time_generation(model, splits, device, False, train_cfg.eval_batch_size)
         rows.append([n, f"{epoch_s:.2f}", f"{fast_s:.2f}", f"{slow_s:.2f}"])
-    print(f"DreamRec on {args.dataset}: {len(splits.train)} train rows, batch "
-          f"{train_cfg.batch_size}, T={model_cfg.timesteps}, {model_cfg.denoiser}; "
-          f"val+test = {n_eval} rows; device {device}; "
-          f"{platform.processor() or platform.machine()}, torch {torch.__version__}")
-    print(tabulate(rows, headers=["threads", "epoch s", "val+test gen s (fast)",
-                                  "val+test gen s (generic)"], tablefmt="github"))
+    text = (
+        f"`python -m harness.bench {' '.join(argv if argv is not None else sys.argv[1:])}` "
+        f"({store.now_iso()}, commit {store.git_state()['commit']})\n\n"
+        f"DreamRec on {args.dataset}: {len(splits.train)} train rows, batch "
+        f"{train_cfg.batch_size}, T={model_cfg.timesteps}, {model_cfg.denoiser}; val+test = "
+        f"{n_eval} rows; device {device}; {os.cpu_count()} cores, {platform.machine()}, "
+        f"torch {torch.__version__}. Seconds, mean of {args.epochs} epochs after a warm-up; one "
+        f"generation pass (sampling, scoring and ranking all items) over val+test.\n\n"
+        + tabulate(rows, headers=["threads", "epoch s", "val+test gen s (fast)",
+                                  "val+test gen s (generic)"], tablefmt="github") + "\n"
+    )
+    print(text)
+    if args.out:
+        store.atomic_write(Path(args.out), lambda fh: fh.write(text.encode()))
     return 0
 
 
