@@ -22,6 +22,7 @@ from tabulate import tabulate
 from harness import store
 from harness.data import DATASETS, SequenceSplits, load_dataset
 from harness.errors import HarnessError
+from harness.evaluate import ModelOutputError
 from harness.models import MODELS, ModelSpec, get_model
 from harness.train import TrainConfig, TrainingDiverged, TrainResult, train
 
@@ -83,7 +84,7 @@ def run_seed(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, train_cfg:
         result = train(model, splits, train_cfg, seed, device,
                        published="published" in protocols, progress=progress,
                        desc=f"{spec.name}/{base['dataset']} seed {seed}", log_evals=not progress)
-    except TrainingDiverged as e:
+    except (TrainingDiverged, ModelOutputError) as e:  # NaN loss or NaN/inf scores
         for p in protocols:
             store.write_record(paths[p], dict(common, protocol=p, status="failed", error=str(e)), None)
         return "failed"

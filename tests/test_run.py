@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from harness import store
 from harness.run import main
@@ -120,3 +121,14 @@ def test_tune_rejects_a_malformed_grid(capsys):
 
     assert tune_main(["--grid", "lr"]) == 2
     assert "--grid takes KEY=V1,V2" in capsys.readouterr().err
+
+
+def test_nan_scores_fail_the_run_with_a_message(tmp_path, monkeypatch, capsys):
+    from dreamrec.model import DreamRec
+
+    monkeypatch.setattr(DreamRec, "item_scores", lambda self, x: torch.full(
+        (x.shape[0], self.n_items), float("nan")))
+    assert run(tmp_path, "--seeds", "1", *FAST) == 1
+    rec = json.loads(store.record_path(tmp_path / "res", "ml-100k", "dreamrec", "validation", 0).read_text())
+    assert rec["status"] == "failed" and "non-finite scores" in rec["error"]
+    assert "0/1 (1 failed)" in capsys.readouterr().out
