@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.data import SEQ_LEN, build_splits, load_dataset, pickles, registry
+from harness.data import SEQ_LEN, Split, build_splits, load_dataset, pickles, registry
 from harness.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -366,7 +366,17 @@ def test_cli_describe(tmp_path: Path) -> None:
                                        capture_output=True, text=True)
     out = run("describe", "zhihu")
     assert out.returncode == 0, out.stderr
-    for text in ("61,641", "8,160", "7,911", "9,371", "4,838", "checksum"):
+    for text in ("61,641", "8,160", "7,911", "9,371", "4,838", "9e95acf060298eb4", "bb990d671926e7f2"):
         assert text in out.stdout
     bad = run("describe", "ks")
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "no train split" in bad.stderr
+
+
+def test_split_checksum_follows_content() -> None:
+    hist = np.full((2, SEQ_LEN), 9, dtype=np.int64)
+    hist[:, 0] = [3, 4]
+    a = Split(hist, np.array([1, 1]), np.array([5, 6]))
+    b = Split(hist.astype(np.int32), np.array([1, 1], dtype=np.int32), np.array([5, 6], dtype=np.int32))
+    c = Split(hist, np.array([1, 1]), np.array([5, 7]))
+    assert a.checksum() == b.checksum()  # dtype-independent
+    assert a.checksum() != c.checksum() and len(a.checksum()) == 16

@@ -14,14 +14,15 @@ from harness.errors import HarnessError
 
 
 def describe(splits: SequenceSplits) -> str:
-    """Per split: rows, sequences, distinct target items, distinct items (history ∪ target)."""
+    """Per split: rows, sequences, distinct items (history ∪ target) and the split's checksum."""
     rows = []
     for which in ("train", "val", "test"):
         s = splits.split(which)
         items = np.union1d(s.history[s.history != splits.pad_id], s.target)
-        rows.append([which, len(s), s.n_sequences(splits.pad_id), np.unique(s.target).size, items.size])
-    table = tabulate(rows, headers=["split", "rows", "sequences", "target items", "items"], intfmt=",")
-    return f"{splits.name}: n_items {splits.n_items:,} (pad id {splits.pad_id})\n{table}\nchecksum {splits.checksum}"
+        rows.append([which, len(s), s.n_sequences(splits.pad_id), items.size, s.checksum()])
+    table = tabulate(rows, headers=["split", "rows", "sequences", "items", "checksum"], intfmt=",")
+    return (f"{splits.name}: n_items {splits.n_items:,} (pad id {splits.pad_id})\n{table}\n"
+            f"dataset checksum {splits.checksum}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,13 @@ class Split:
     def __len__(self) -> int:
         return int(self.target.shape[0])
 
+    def checksum(self) -> str:
+        """sha256 (16 hex) of this split's integer content, as little-endian int64."""
+        h = hashlib.sha256()
+        for arr in (self.history, self.length, self.target):
+            h.update(np.ascontiguousarray(arr, dtype="<i8").tobytes())
+        return h.hexdigest()[:16]
+
     def n_sequences(self, pad_id: int) -> int:
         """Sequences in the split: each one contributes exactly one row with an empty history."""
         return int((self.history[:, 0] == pad_id).sum())
