@@ -19,7 +19,7 @@ import torch
 from tabulate import tabulate
 
 from harness import store
-from harness.data import DATASETS, load_dataset
+from harness.data import DATASETS, check_dataset_name, load_dataset
 from harness.errors import HarnessError
 from harness.evaluate import evaluate
 from harness.models import get_model
@@ -63,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     store.git_state()
     try:
-        if args.dataset not in DATASETS:
-            raise HarnessError(f"unknown dataset {args.dataset!r}; valid: {', '.join(DATASETS)}")
+        check_dataset_name(args.dataset)
         spec = get_model("dreamrec")
         model_cfg, train_cfg = spec.configs(args.dataset, parse_overrides(args.set))
         device = pick_device(args.device)

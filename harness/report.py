@@ -18,6 +18,7 @@ import numpy as np
 from tabulate import tabulate
 
 from harness import store
+from harness.stats import format_mean_std
 
 PAPER_TABLE = Path(__file__).resolve().parent / "paper" / "table1.csv"
 PAPER_NAMES = {"gru4rec": "GRU4Rec", "caser": "Caser", "sasrec": "SASRec", "ips": "IPS",
@@ -31,11 +32,6 @@ def paper_cells() -> dict[tuple[str, str], dict[str, float]]:
         return {(r["model"], r["dataset"]): {k: float(v) for k, v in r.items()
                                              if k not in ("model", "dataset")}
                 for r in csv.DictReader(fh)}
-
-
-def mean_std(values: list[float]) -> str:
-    v = np.asarray(values) * 100
-    return f"{v.mean():.2f} ± {(v.std(ddof=1) if len(v) > 1 else 0.0):.2f}"
 
 
 def collect(results_dir: Path) -> dict[tuple[str, str, str], list[dict]]:
@@ -61,8 +57,8 @@ def render(results_dir: Path) -> str:
             dataset, model,
             protocol + (" (test-selected)" if protocol == "published" else ""),
             f"{len(ok)}" + (f" (+{failed} failed)" if failed else ""),
-            mean_std([r["test"]["hr@20"] for r in ok]) if ok else "—",
-            mean_std([r["test"]["ndcg@20"] for r in ok]) if ok else "—",
+            format_mean_std([r["test"]["hr@20"] for r in ok]) if ok else "—",
+            format_mean_std([r["test"]["ndcg@20"] for r in ok]) if ok else "—",
             f"{np.mean([r['selected_epoch'] for r in ok]):.0f}" if ok else "—",
             f"{cell['hr20_mean']:.2f} ± {cell['hr20_std']:.2f}" if cell else "—",
             f"{cell['ndcg20_mean']:.2f} ± {cell['ndcg20_std']:.2f}" if cell else "—",

@@ -20,9 +20,10 @@ import torch
 from tabulate import tabulate
 
 from harness import store
-from harness.data import DATASETS, SequenceSplits, load_dataset
+from harness.data import DATASETS, SequenceSplits, check_dataset_name, load_dataset
 from harness.errors import HarnessError
 from harness.evaluate import ModelOutputError
+from harness.stats import format_mean_std
 from harness.models import MODELS, ModelSpec, get_model
 from harness.train import TrainConfig, TrainingDiverged, TrainResult, train
 
@@ -121,12 +122,7 @@ def summarize(results_dir: Path, dataset: str, model: str, protocols: list[str],
         failed = sum(1 for r in recs if r and r.get("status") == "failed")
         row = [p, f"{len(ok)}/{len(seeds)}" + (f" ({failed} failed)" if failed else "")]
         for m in SUMMARY_METRICS:
-            vals = np.array([r["test"][m] for r in ok]) * 100
-            if len(vals) == 0:
-                row.append("—")
-            else:
-                std = vals.std(ddof=1) if len(vals) > 1 else 0.0
-                row.append(f"{vals.mean():.2f} ± {std:.2f}")
+            row.append(format_mean_std([r["test"][m] for r in ok]) if ok else "—")
         rows.append(row)
     head = ["protocol", "seeds"] + [m.upper() for m in SUMMARY_METRICS]
     title = f"{model} on {dataset}: test metrics in %, mean ± std over seeds"
@@ -165,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     store.git_state()  # provenance of the code this process runs, read before anything else
     try:
         spec = get_model(args.model)
-        if args.dataset not in DATASETS:
-            raise HarnessError(f"unknown dataset {args.dataset!r}; valid: {', '.join(DATASETS)}")
+        check_dataset_name(args.dataset)
         if args.seeds < 1:
             raise HarnessError(f"--seeds must be >= 1, got {args.seeds}")
         model_cfg, train_cfg = spec.configs(args.dataset, parse_overrides(args.set))

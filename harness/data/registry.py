@@ -95,10 +95,15 @@ def ml100k_path() -> Path:
     )
 
 
+def check_dataset_name(name: str) -> None:
+    """Raise a DataError listing the valid names when ``name`` is not one of :data:`DATASETS`."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+
+
 def source_files(name: str, data_dir: str | Path | None = None) -> tuple[SourceFile, ...]:
     """The files ``name`` is made from, with md5s; missing files raise a DataError naming them."""
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    check_dataset_name(name)
     if name == "ml-100k":
         path = ml100k_path()
         return (SourceFile(path, _md5(path)),)
