@@ -161,7 +161,6 @@ class Denoiser(nn.Module):
 
     def __init__(self, hidden: int, timesteps: int, kind: str) -> None:
         super().__init__()
-        self.kind = kind
         self.step_mlp = nn.Sequential(
             nn.Linear(hidden, hidden * 2), nn.GELU(), nn.Linear(hidden * 2, hidden)
         )

@@ -123,6 +123,7 @@ def train(
     best_key: tuple[float, float] | None = None
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch, best_val = -1, None
+    best_test: Evaluation | None = None  # published mode: the test pass of the best-val epoch
     pub: tuple[int, Evaluation] | None = None
     bad_evals = 0
     log: list[dict[str, Any]] = []
@@ -155,6 +156,7 @@ def train(
             t0 = time.perf_counter()
             val = run_eval("val", epoch)
             entry["val"] = val.metrics
+            test = None
             if published:
                 test = run_eval("test", epoch)
                 entry["test"] = test.metrics
@@ -162,7 +164,7 @@ def train(
                     pub = (epoch, test)
             t_eval += time.perf_counter() - t0
             if best_key is None or _key(val.metrics) > best_key:
-                best_key, best_epoch, best_val = _key(val.metrics), epoch, val
+                best_key, best_epoch, best_val, best_test = _key(val.metrics), epoch, val, test
                 best_state = copy.deepcopy(model.state_dict())
                 bad_evals = 0
             else:
@@ -180,11 +182,13 @@ def train(
     bar.close()
     assert best_state is not None and best_val is not None
     model.load_state_dict(best_state)
-    t0 = time.perf_counter()
-    test = run_eval("test", best_epoch)
-    t_eval += time.perf_counter() - t0
+    if best_test is None:  # validation protocol: test once, on the restored state
+        t0 = time.perf_counter()
+        best_test = run_eval("test", best_epoch)
+        t_eval += time.perf_counter() - t0
+    # (in published mode that pass already ran at best_epoch: same state, same generator)
     return TrainResult(
-        epochs_run=epoch + 1, best_epoch=best_epoch, val=best_val, test=test, published=pub,
+        epochs_run=epoch + 1, best_epoch=best_epoch, val=best_val, test=best_test, published=pub,
         history=log,
         wall={"train_s": t_train, "eval_s": t_eval,
               "train_s_per_epoch_after_first": (t_train - first_epoch_s) / max(epoch, 1)},
