@@ -60,7 +60,10 @@ def record_base(spec: ModelSpec, dataset: str, splits: SequenceSplits, model_cfg
                 train_cfg: TrainConfig) -> tuple[dict[str, Any], str]:
     """The part of every record that identifies the run, and its config hash."""
     config = {"model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg)}
-    chash = store.config_hash({"dataset": dataset, "model": spec.name, "config": config,
+    hashed = {"model": config["model"], "train": {
+        k: v for k, v in config["train"].items()
+        if k not in TrainConfig.HASHED_IF_SET or v != getattr(TrainConfig, k)}}
+    chash = store.config_hash({"dataset": dataset, "model": spec.name, "config": hashed,
                                "data_checksum": splits.checksum})
     return {"dataset": dataset, "model": spec.name, "config": config, "config_hash": chash,
             "data_checksum": splits.checksum, "n_items": splits.n_items,
@@ -146,8 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="folder with the authors' yc/ks/zhihu folders "
                     "(default: $HARNESS_DATA_DIR or ../shared/data/dreamrec)")
     ap.add_argument("--results-dir", default="results", help="where records go (default results/)")
+    ap.add_argument("--config", default=None, metavar="FILE",
+                    help="settings file to read instead of harness/configs/<dataset>/<model>.toml")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a preset setting, e.g. --set timesteps=200 --set lr=0.005")
+                    help="override a setting of the config file, e.g. --set lr=0.005")
+    ap.add_argument("--mask-history", action="store_true",
+                    help="evaluation removes each row's history items from its ranking, for "
+                    "every model alike (default: not removed, as in the paper); "
+                    "same as --set mask_history=true")
     ap.add_argument("--no-progress", action="store_true",
                     help="no progress bars: one line per evaluation on stderr instead")
     ap.add_argument("--no-summary", action="store_true",
@@ -164,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         check_dataset_name(args.dataset)
         if args.seeds < 1:
             raise HarnessError(f"--seeds must be >= 1, got {args.seeds}")
-        model_cfg, train_cfg = spec.configs(args.dataset, parse_overrides(args.set))
+        overrides = parse_overrides(args.set)
+        if args.mask_history:
+            overrides["mask_history"] = "true"
+        model_cfg, train_cfg = spec.configs(args.dataset, overrides, args.config)
         device = pick_device(args.device)
         if args.threads < 0:
             raise HarnessError(f"--threads must be >= 0, got {args.threads}")
@@ -183,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         if all(store.is_done(paths[p], chash) for p in protocols):
             print(f"seed {seed}: record exists for this config, skipped", file=sys.stderr)
             continue
+        old = store.read_record(paths[protocols[0]])
+        if old is not None and old.get("config_hash") != chash:
+            print(f"seed {seed}: replacing the record of another config ({paths[protocols[0]]}); "
+                  "use --results-dir to keep variants apart", file=sys.stderr)
         status = run_seed(spec, splits, model_cfg, train_cfg, seed, device, protocols, base,
                           paths, progress=not args.no_progress)
         rec = store.read_record(paths[protocols[0]])

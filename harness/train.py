@@ -12,10 +12,11 @@ import copy
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from baselines.contract import Batch, SequentialRecommender
@@ -35,6 +36,11 @@ class TrainConfig:
     eval_every: int = 5
     patience: int = 10  # evaluations without a gain in val NDCG@20 before stopping
     eval_batch_size: int = 4096
+    mask_history: bool = False  # evaluation: drop each row's history items from its ranking
+
+    #: fields left out of the config hash while they hold their default, so that adding an
+    #: option does not invalidate the records made before it existed
+    HASHED_IF_SET: ClassVar[tuple[str, ...]] = ("mask_history",)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_epochs", "eval_every", "patience", "eval_batch_size"):
@@ -42,6 +48,15 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+def sample_negatives(target: Tensor, n_items: int, k: int,
+                     generator: torch.Generator | None = None) -> Tensor:
+    """``k`` negatives per row [B, k], uniform over the ``n_items - 1`` items other than the
+    row's target (one draw in [0, n_items - 1), shifted past the target): never the target."""
+    draw = torch.randint(0, n_items - 1, (target.shape[0], k), generator=generator,
+                         device=target.device)
+    return draw + (draw >= target.unsqueeze(1)).long()
 
 
 class TrainingDiverged(HarnessError):
@@ -106,9 +121,7 @@ def train(
     length = torch.from_numpy(tr.length).to(device)
     target = torch.from_numpy(tr.target).to(device)
     n_rows, bs = len(tr), config.batch_size
-    n_neg = model.n_negatives
-    if n_neg:
-        raise HarnessError("negative sampling is not available yet in this trainer")
+    n_neg = model.n_negatives  # drawn from ``gen``; a model without negatives draws none
 
     def run_eval(split: str, epoch: int) -> Evaluation:
         model.eval()
@@ -116,6 +129,7 @@ def train(
             return evaluate(
                 model.full_sort_predict, splits.split(split), splits.n_items, device,
                 config.eval_batch_size, eval_generator(device, seed, epoch, split),
+                mask_history=config.mask_history,
             )
         finally:
             model.train()
@@ -137,7 +151,9 @@ def train(
         loss_sum = torch.zeros((), device=device)
         for start in range(0, n_rows, bs):
             idx = perm[start:start + bs]
-            batch = Batch(history[idx], length[idx], target[idx], generator=gen)
+            tg = target[idx]
+            neg = sample_negatives(tg, splits.n_items, n_neg, gen) if n_neg else None
+            batch = Batch(history[idx], length[idx], tg, neg, gen)
             loss = model.calculate_loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -72,10 +72,11 @@ def test_nan_loss_marks_the_run_failed_and_keeps_it_out_of_the_mean(tmp_path, ca
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--model", "nope"], "unknown model 'nope'; valid: dreamrec"),
+    (["--model", "nope"], "unknown model 'nope'; valid: caser, cl4srec, diffrec, dreamrec, "
+                          "gru4rec, sasrec"),
     (["--dataset", "movielens"], "unknown dataset 'movielens'; valid: ml-100k, yc, ks, zhihu"),
     (["--set", "bogus=1"], "unknown setting 'bogus' for dreamrec; valid:"),
-    (["--set", "timesteps=many"], "setting 'timesteps' must be of type int, got 'many'"),
+    (["--set", "timesteps=many"], "setting 'timesteps' must be int, got 'many'"),
     (["--set", "schedule=quadratic"], "unknown schedule 'quadratic'"),
     (["--device", "cuda"], "no CUDA device"),
     (["--set", "lr"], "--set takes KEY=VALUE"),
@@ -88,6 +89,26 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args,
     assert main(["--results-dir", str(tmp_path / "res"), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[model]\nhidden_sise = 64\n", "unknown setting 'hidden_sise' in [model]"),
+    ("[train]\nlr = \"fast\"\n", "setting 'lr' must be float, got 'fast' (str)"),
+    ("[train]\nmax_epochs = 2.5\n", "setting 'max_epochs' must be int"),
+    ("[optim]\nlr = 0.1\n", "unknown section 'optim'"),
+    ("[train\nlr = 0.1\n", "is not valid TOML"),
+    (None, "not found"),
+])
+def test_bad_config_file_names_the_file_and_key(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.toml"
+    if text is not None:
+        path.write_text(text)
+    assert main(["--results-dir", str(tmp_path / "res"), "--model", "sasrec",
+                 "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: config file ") and message in err and "\n" not in err
+    assert str(path) in err
     assert not (tmp_path / "res").exists()
 
 

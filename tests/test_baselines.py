@@ -1,0 +1,290 @@
+"""The RecBole adapters, the compatibility module, negatives, CL4SRec's augmentations, DiffRec."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from scipy import stats
+
+from baselines import compat
+from baselines.cl4srec import CL4SRec, CL4SRecConfig, crop, info_nce, mask, reorder
+from baselines.contract import Batch
+from baselines.diffrec import DiffRec, DiffRecConfig
+from baselines.fast import accelerate
+from baselines.ids import from_recbole, real_item_columns, to_recbole
+from baselines.recbole_models import (
+    Caser, CaserConfig, GRU4RecConfig, SASRec, SASRecConfig, pairwise_loss,
+)
+from harness.train import sample_negatives
+
+RECBOLE_PROPERTIES = Path(compat.recbole_models().SASRec.__module__ and __import__(
+    "recbole").__file__).parent / "properties" / "model"
+
+
+def _py(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+# --- compatibility module ------------------------------------------------------------------------
+
+def test_recbole_import_turns_anomaly_detection_on_and_the_compat_import_does_not():
+    assert _py("import torch, recbole.model.sequential_recommender as m; "
+               "print(torch.is_anomaly_enabled())") == "True"
+    assert _py("import torch, baselines.compat as c; c.recbole_models(); "
+               "print(torch.is_anomaly_enabled())") == "False"
+    assert _py("import torch; torch.autograd.set_detect_anomaly(True); import baselines.compat as c; "
+               "c.recbole_models(); print(torch.is_anomaly_enabled())") == "True"
+
+
+def test_recbole_config_sees_no_argv_and_leaks_no_environment(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["prog", "--learning_rate=0.5", "--gpu_id=3"])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
+    with compat.isolated_recbole_config("SASRec", "ml-100k", {"learning_rate": 0.01, "loss_type": "BPR",
+                                                             "use_gpu": False}) as cfg:
+        assert cfg["learning_rate"] == 0.01
+        assert cfg["gpu_id"] == "0"
+    assert sys.argv == ["prog", "--learning_rate=0.5", "--gpu_id=3"]
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "7"
+    assert np.float_ is np.float64  # the alias recbole's Config assigns from
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    with compat.isolated_recbole_config("SASRec", "ml-100k", {"use_gpu": False,
+                                                             "loss_type": "BPR"}):
+        pass
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_model_config_names_a_missing_setting():
+    cfg = compat.ModelConfig("SASRec", {"n_layers": 2}, 10)
+    assert cfg["n_layers"] == 2 and cfg["MAX_ITEM_LIST_LENGTH"] == 10
+    with pytest.raises(KeyError, match="'n_heads'"):
+        cfg["n_heads"]
+
+
+def test_torch_load_full_reads_what_weights_only_refuses(tmp_path):
+    path = tmp_path / "ckpt.pth"
+    torch.save({"config": compat.ModelDataset(5)}, path)
+    with pytest.raises(Exception):
+        torch.load(path)
+    assert compat.torch_load_full(path)["config"].item_num == 5
+
+
+# --- ids, negatives, losses ----------------------------------------------------------------------
+
+def test_id_mapping_round_trips_and_sends_the_pad_to_zero():
+    n = 7
+    ids = torch.arange(n + 1)  # real items and the pad
+    rb = to_recbole(ids, n)
+    assert rb.tolist() == [1, 2, 3, 4, 5, 6, 7, 0]
+    assert torch.equal(from_recbole(rb, n), ids)
+    scores = torch.arange(2 * (n + 2)).reshape(2, n + 2)  # pad column, items, one extra token
+    assert torch.equal(real_item_columns(scores, n), scores[:, 1:n + 1])
+
+
+def test_negatives_never_hit_the_target_and_are_uniform_over_the_rest():
+    n_items, rows = 50, 20_000
+    target = torch.full((rows,), 17)
+    gen = torch.Generator().manual_seed(0)
+    neg = sample_negatives(target, n_items, 3, gen)
+    assert neg.shape == (rows, 3)
+    assert not (neg == 17).any() and neg.min() >= 0 and neg.max() < n_items
+    counts = np.bincount(neg.flatten().numpy(), minlength=n_items)
+    others = np.delete(counts, 17)
+    assert stats.chisquare(others).pvalue > 0.01
+    # and for varied targets: never the row's own target
+    target = torch.randint(0, n_items, (rows,), generator=gen)
+    assert not (sample_negatives(target, n_items, 1, gen) == target[:, None]).any()
+
+
+def test_pairwise_losses_by_hand():
+    pos, neg = torch.tensor([2.0, -1.0]), torch.tensor([[0.5], [1.0]])
+    sig = torch.sigmoid
+    bce = (-torch.log(sig(pos)) - torch.log(1 - sig(neg[:, 0]))).mean()
+    bpr = (-torch.log(sig(pos - neg[:, 0]))).mean()
+    assert pairwise_loss(pos, neg, "bce").item() == pytest.approx(bce.item(), rel=1e-6)
+    assert pairwise_loss(pos, neg, "bpr").item() == pytest.approx(bpr.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="unknown loss"):
+        pairwise_loss(pos, neg, "ce")
+
+
+def _batch(n_items=30, B=16, seed=0, k=1):
+    g = torch.Generator().manual_seed(seed)
+    length = torch.randint(1, 11, (B,), generator=g)
+    hist = torch.randint(0, n_items, (B, 10), generator=g)
+    hist[torch.arange(10) >= length[:, None]] = n_items
+    target = torch.randint(0, n_items, (B,), generator=g)
+    return Batch(hist, length, target, sample_negatives(target, n_items, k, g), g)
+
+
+@pytest.mark.parametrize("cls,cfg", [(SASRec, SASRecConfig(loss="bpr")),
+                                     (Caser, CaserConfig(loss="bpr"))])
+def test_bpr_loss_equals_recboles_own_calculate_loss(cls, cfg):
+    torch.manual_seed(0)
+    model = cls(30, cfg).eval()
+    b = _batch()
+    inter = model.interaction(b.history, b.length)
+    inter[model.net.POS_ITEM_ID] = to_recbole(b.target, 30)
+    inter[model.net.NEG_ITEM_ID] = to_recbole(b.negatives[:, 0], 30)
+    ours, theirs = model.calculate_loss(b), model.net.calculate_loss(inter)
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
+
+
+def test_scores_are_recboles_item_columns_without_the_pad():
+    torch.manual_seed(0)
+    model = SASRec(30, SASRecConfig()).eval()
+    b = _batch()
+    with torch.no_grad():
+        scores = model.full_sort_predict(b.history, b.length)
+        seq = model.encode(model.interaction(b.history, b.length))
+        expect = seq @ model.net.item_embedding.weight[1:31].T
+    assert scores.shape == (16, 30)
+    torch.testing.assert_close(scores, expect)
+
+
+def test_defaults_are_recboles_except_where_the_paper_fixes_a_value():
+    def yaml_defaults(name):
+        raw = yaml.safe_load((RECBOLE_PROPERTIES / f"{name}.yaml").read_text())
+        return {k: float(v) if isinstance(v, str) and v[0].isdigit() else v for k, v in raw.items()}
+    for cfg, name in ((GRU4RecConfig(), "GRU4Rec"), (CaserConfig(), "Caser"),
+                      (SASRecConfig(), "SASRec")):
+        theirs = yaml_defaults(name)
+        ours = cfg.recbole_params()
+        for key, value in ours.items():
+            if key != "loss_type":
+                assert value == theirs[key], (name, key)
+    theirs, ours = yaml_defaults("DiffRec"), DiffRecConfig().recbole_params()
+    for key in ("noise_schedule", "noise_scale", "noise_min", "noise_max", "steps",
+                "sampling_steps", "reweight", "mean_type", "embedding_size", "mlp_act_func"):
+        assert ours[key] == theirs[key], key
+    assert ours["dims_dnn"] == theirs["dims_dnn"]
+
+
+def test_accelerate_leaves_eval_outputs_unchanged_and_keeps_dropout_rates():
+    b = _batch()
+    torch.manual_seed(0)
+    plain = compat.recbole_models().SASRec(
+        compat.ModelConfig("SASRec", SASRecConfig().recbole_params(), 10), compat.ModelDataset(31))
+    torch.manual_seed(0)
+    fast = accelerate(compat.recbole_models().SASRec(
+        compat.ModelConfig("SASRec", SASRecConfig().recbole_params(), 10), compat.ModelDataset(31)))
+    assert not any(type(m) is torch.nn.Dropout for m in fast.modules())
+    plain.eval(), fast.eval()
+    seq = to_recbole(b.history, 30)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(seq, b.length), plain(seq, b.length))
+    fast.train()
+    drop = next(m for m in fast.modules() if type(m).__name__ == "Dropout")
+    x = torch.ones(200_000)
+    assert (drop(x) == 0).float().mean().item() == pytest.approx(0.5, abs=0.01)
+
+
+# --- Caser without users ---------------------------------------------------------------------
+
+def test_caser_user_embedding_is_the_fixed_zero_padding_user():
+    torch.manual_seed(0)
+    model = Caser(30, CaserConfig())
+    b = _batch()
+    model.calculate_loss(b).backward()
+    assert model.net.user_embedding.weight.shape[0] == 1
+    assert torch.all(model.net.user_embedding.weight == 0)
+    assert torch.all(model.net.user_embedding.weight.grad == 0)
+
+
+# --- CL4SRec augmentations on hand-made rows -----------------------------------------------------
+
+PAD, MASK_ID = 0, 99
+ROWS = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+                     [11, 12, 13, 14, 15, PAD, PAD, PAD, PAD, PAD],
+                     [21, PAD, PAD, PAD, PAD, PAD, PAD, PAD, PAD, PAD]])
+LENGTHS = torch.tensor([10, 5, 1])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_crop_keeps_a_contiguous_run_moved_to_the_front(seed):
+    out, keep = crop(ROWS, LENGTHS, 0.6, PAD, torch.Generator().manual_seed(seed))
+    assert keep.tolist() == [6, 3, 1]
+    for row, orig, n, k in zip(out.tolist(), ROWS.tolist(), LENGTHS.tolist(), keep.tolist()):
+        run = row[:k]
+        start = orig.index(run[0])
+        assert run == orig[start:start + k] and start + k <= n
+        assert row[k:] == [PAD] * (10 - k)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_mask_replaces_exactly_floor_gamma_n_distinct_real_items(seed):
+    out = mask(ROWS, LENGTHS, 0.3, MASK_ID, torch.Generator().manual_seed(seed))
+    assert ((out == MASK_ID).sum(1)).tolist() == [3, 1, 0]
+    unchanged = out != MASK_ID
+    assert torch.equal(out[unchanged], ROWS[unchanged])
+    assert not (out[:, :][ROWS == PAD] == MASK_ID).any()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_reorder_shuffles_one_contiguous_window_only(seed):
+    out = reorder(ROWS, LENGTHS, 0.6, torch.Generator().manual_seed(seed))
+    for row, orig, n in zip(out.tolist(), ROWS.tolist(), LENGTHS.tolist()):
+        assert sorted(row) == sorted(orig)
+        moved = [i for i in range(10) if row[i] != orig[i]]
+        if moved:
+            assert max(moved) - min(moved) + 1 <= int(0.6 * n)
+            assert max(moved) < n
+    # the window really moves things for the long row with some seed
+    outs = [reorder(ROWS, LENGTHS, 0.6, torch.Generator().manual_seed(s)) for s in range(5)]
+    assert any(not torch.equal(o[0], ROWS[0]) for o in outs)
+
+
+def test_each_row_gets_two_different_augmentations_and_single_items_stay():
+    torch.manual_seed(0)
+    model = CL4SRec(30, CL4SRecConfig())
+    seq = to_recbole(ROWS.clamp(max=29) * (ROWS != PAD) + 30 * (ROWS == PAD), 30)
+    which = torch.tensor([1, 1, 0])
+    view, length = model.augment(seq, LENGTHS, which, torch.Generator().manual_seed(0))
+    assert (view[0] == model.mask_id).sum() == 3  # mask on the 10-item row
+    assert torch.equal(view[2], seq[2]) and length[2] == 1  # a single item is left as it is
+
+
+def test_info_nce_matches_the_explicit_formula():
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
+    tau = 0.5
+    z = torch.cat([z1, z2])
+    total = 0.0
+    for i in range(8):
+        j = (i + 4) % 8
+        logits = [float(z[i] @ z[k]) / tau for k in range(8) if k != i]
+        pos = float(z[i] @ z[j]) / tau
+        total += -(pos - np.log(np.sum(np.exp(logits))))
+    assert info_nce(z1, z2, tau).item() == pytest.approx(total / 8, rel=1e-5)
+
+
+# --- DiffRec on multi-hot rows ---------------------------------------------------------------
+
+def test_diffrec_vectors_and_buffers():
+    torch.manual_seed(0)
+    model = DiffRec(30, DiffRecConfig())
+    hist = torch.tensor([[3, 5, 30, 30], [0, 30, 30, 30]])
+    x = model.multi_hot(hist, torch.tensor([7, 0]))
+    assert x.shape == (2, 31) and x[:, 0].eq(0).all()
+    assert torch.nonzero(x[0]).flatten().tolist() == [4, 6, 8]  # RecBole columns of 3, 5, 7
+    assert torch.nonzero(x[1]).flatten().tolist() == [1]
+    assert torch.nonzero(model.multi_hot(hist)[0]).flatten().tolist() == [4, 6]
+    buffers = dict(model.net.named_buffers())
+    assert {"betas", "alphas_cumprod", "Lt_history", "Lt_count"} <= set(buffers)
+    assert model.n_negatives == 0
+
+
+def test_diffrec_training_vector_holds_the_target_only_when_configured(monkeypatch):
+    seen = []
+    for vector in ("history+target", "history"):
+        torch.manual_seed(0)
+        model = DiffRec(30, DiffRecConfig(train_vector=vector))
+        monkeypatch.setattr(model.net, "calculate_loss", lambda inter: seen.append(
+            inter[model.net.USER_ID]) or torch.zeros(()))
+        model.calculate_loss(Batch(torch.tensor([[3, 30]]), torch.tensor([1]), torch.tensor([9])))
+    assert seen[0][0, 10] == 1 and seen[1][0, 10] == 0
+    assert seen[0][0, 4] == 1 and seen[1][0, 4] == 1
