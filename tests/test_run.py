@@ -122,8 +122,14 @@ def test_missing_data_file_names_it(tmp_path):
     assert not (tmp_path / "res").exists()
 
 
-def test_tune_chooses_the_point_with_the_best_validation_ndcg(tmp_path):
+def test_tune_chooses_the_point_with_the_best_validation_ndcg(tmp_path, monkeypatch):
+    import shutil
+
+    import harness.models
     from harness.tune import main as tune_main
+
+    shutil.copytree(harness.models.CONFIG_DIR, tmp_path / "configs")
+    monkeypatch.setattr(harness.models, "CONFIG_DIR", tmp_path / "configs")
 
     assert tune_main(["--dataset", "ml-100k", "--results-dir", str(tmp_path), "--grid",
                       "lr=1e-9,1e-2", *TINY, "--set", "max_epochs=1"]) == 0
@@ -135,6 +141,11 @@ def test_tune_chooses_the_point_with_the_best_validation_ndcg(tmp_path):
     best = max(vals, key=vals.get)
     text = (tmp_path / "tuning" / "ml-100k-dreamrec.md").read_text()
     assert f"Chosen by validation NDCG@20: **lr={best}**" in text
+    written = (tmp_path / "configs" / "ml-100k" / "dreamrec.toml").read_text()
+    assert f"[train]: lr {best} chosen on validation" in written
+    assert f"lr = {float(best)}" in written
+    assert "timesteps = 500" in written and "max_epochs = 1000" in written  # not the trials' --set
+    assert "the trials also ran with --set eval_every=1" in written
 
 
 def test_tune_rejects_a_malformed_grid(capsys):
