@@ -49,7 +49,13 @@ def collect(results_dir: Path) -> dict[tuple[str, str, str], list[dict]]:
 def render(results_dir: Path) -> str:
     paper = paper_cells()
     rows = []
-    for (dataset, model, protocol), recs in sorted(collect(results_dir).items()):
+    order = {name: i for i, name in enumerate(PAPER_NAMES)}  # the paper's row order
+
+    def key(item):
+        (dataset, model, protocol), _ = item
+        return dataset, order.get(model, len(order)), model, protocol
+
+    for (dataset, model, protocol), recs in sorted(collect(results_dir).items(), key=key):
         ok = [r for r in recs if r["status"] == "ok"]
         failed = len(recs) - len(ok)
         cell = paper.get((PAPER_NAMES.get(model, model), dataset))
