@@ -164,3 +164,29 @@ def test_nan_scores_fail_the_run_with_a_message(tmp_path, monkeypatch, capsys):
     rec = json.loads(store.record_path(tmp_path / "res", "ml-100k", "dreamrec", "validation", 0).read_text())
     assert rec["status"] == "failed" and "non-finite scores" in rec["error"]
     assert "0/1 (1 failed)" in capsys.readouterr().out
+
+
+def test_a_baseline_runs_records_and_resumes_like_dreamrec(tmp_path, capsys):
+    args = ["--model", "gru4rec", "--dataset", "ml-100k", "--results-dir", str(tmp_path / "res"),
+            "--seeds", "1", "--protocol", "both", "--set", "max_epochs=1", "--threads", "1",
+            "--no-progress"]
+    assert main(args) == 0
+    for protocol in ("validation", "published"):
+        rec = json.loads(store.record_path(tmp_path / "res", "ml-100k", "gru4rec", protocol, 0)
+                         .read_text())
+        assert rec["status"] == "ok" and rec["model"] == "gru4rec"
+        assert rec["config"]["model"]["n_negatives"] == 1 and rec["config"]["model"]["loss"] == "bce"
+        assert rec["config"]["train"]["eval_every"] == 1
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "skipped" in capsys.readouterr().err
+
+
+def test_tune_searches_the_papers_grid_unless_told_otherwise():
+    from harness.tune import PAPER_GRID, parse_grid
+
+    assert parse_grid([], "sasrec") == PAPER_GRID
+    assert len(PAPER_GRID["lr"]) * len(PAPER_GRID["weight_decay"]) == 30
+    assert parse_grid([], "dreamrec") == {"lr": PAPER_GRID["lr"]}  # the paper tunes lr only
+    assert parse_grid(["lr=1e-3", "dropout_prob=0.2,0.5"], "gru4rec") == {
+        "lr": ["1e-3"], "weight_decay": PAPER_GRID["weight_decay"], "dropout_prob": ["0.2", "0.5"]}
