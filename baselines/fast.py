@@ -20,11 +20,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from dreamrec.model import Dropout
-
 
 def accelerate(net: nn.Module) -> nn.Module:
     """Swap the cheaper equivalents into ``net`` in place; returns ``net``."""
+    from dreamrec.model import Dropout  # here: dreamrec.model itself imports baselines
+
     for module in list(net.modules()):
         for name, child in list(module.named_children()):
             if type(child) is nn.Dropout:

@@ -38,12 +38,13 @@ def test_a_rendered_config_reads_back_to_the_same_settings(tmp_path):
     assert again == (model_cfg, train_cfg) and again[0].dims_dnn == (200, 600)
 
 
-def test_mask_history_enters_the_config_hash_only_when_set():
+def test_optional_train_settings_enter_the_config_hash_only_when_set():
     spec, splits = MODELS["sasrec"], chain_splits()
     model_cfg, train_cfg = spec.configs("zhihu")
     plain = record_base(spec, "zhihu", splits, model_cfg, train_cfg)[1]
     without = dataclasses.asdict(train_cfg)
-    del without["mask_history"]
+    for key in TrainConfig.HASHED_IF_SET:  # mask_history, flush_denormal
+        del without[key]
     from harness import store
     expect = store.config_hash({"dataset": "zhihu", "model": "sasrec", "data_checksum": splits.checksum,
                                 "config": {"model": dataclasses.asdict(model_cfg), "train": without}})

@@ -73,3 +73,12 @@ def test_nan_loss_fails_the_run():
 def test_train_config_rejects_nonsense():
     with pytest.raises(ValueError, match="eval_every"):
         TrainConfig(eval_every=0)
+
+
+def test_flush_denormal_is_on_for_the_run_only(monkeypatch):
+    calls = []
+    real = torch.set_flush_denormal
+    monkeypatch.setattr(torch, "set_flush_denormal", lambda on: calls.append(on) or real(on))
+    fit(seed=0, max_epochs=1, eval_every=1, flush_denormal=True)
+    assert calls == [True, False]
+    assert torch.tensor([1e-40]).item() != 0  # the default is back: subnormals kept
