@@ -16,6 +16,9 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def format_mean_std(values: Sequence[float], scale: float = 100.0, digits: int = 2) -> str:
-    """``"mean ± std"`` of ``values`` times ``scale`` (default: fractions shown in %)."""
+    """``"mean ± std"`` of ``values`` times ``scale`` (default: fractions shown in %); a single
+    value has no spread to show and is written ``"mean (1 seed)"``."""
     m, s = mean_std(np.asarray(values, dtype=np.float64) * scale)
+    if len(values) == 1:
+        return f"{m:.{digits}f} (1 seed)"
     return f"{m:.{digits}f} ± {s:.{digits}f}"

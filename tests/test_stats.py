@@ -16,3 +16,4 @@ def test_mean_and_sample_std():
 
 def test_format_in_percent():
     assert format_mean_std([0.0189, 0.0211]) == "2.00 ± 0.16"
+    assert format_mean_std([0.0177]) == "1.77 (1 seed)"  # no sample std from one value
