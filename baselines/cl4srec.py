@@ -24,13 +24,14 @@ batch and draw from the batch's generator.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from baselines.contract import Batch
-from baselines.recbole_models import RecBoleSequential, SASRecConfig, _check_fraction
+from baselines.recbole_models import PairwiseConfig, RecBoleSequential, SASRecConfig
 
 CROP, MASK, REORDER = 0, 1, 2
 
@@ -45,6 +46,9 @@ class CL4SRecConfig(SASRecConfig):
     tau: float = 1.0
     cl_weight: float = 0.1
 
+    HARNESS_FIELDS: ClassVar[tuple[str, ...]] = PairwiseConfig.HARNESS_FIELDS + (
+        "crop_eta", "mask_gamma", "reorder_beta", "tau", "cl_weight")
+
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("crop_eta", "mask_gamma", "reorder_beta"):
@@ -55,12 +59,6 @@ class CL4SRecConfig(SASRecConfig):
             raise ValueError(f"tau must be > 0, got {self.tau}")
         if self.cl_weight < 0:
             raise ValueError(f"cl_weight must be >= 0, got {self.cl_weight}")
-
-    def recbole_params(self) -> dict:
-        params = super().recbole_params()
-        for name in ("crop_eta", "mask_gamma", "reorder_beta", "tau", "cl_weight"):
-            del params[name]
-        return params
 
 
 def _uniform_int(high: Tensor, gen: torch.Generator | None) -> Tensor:

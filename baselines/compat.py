@@ -117,7 +117,6 @@ def isolated_recbole_config(model: str, dataset: str, settings: dict[str, Any]) 
 
     saved_argv = sys.argv
     saved_env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    anomaly = torch.is_anomaly_enabled()
     sys.argv = saved_argv[:1]
     try:
         yield Config(model=model, dataset=dataset, config_dict=settings)
@@ -127,7 +126,6 @@ def isolated_recbole_config(model: str, dataset: str, settings: dict[str, Any]) 
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         else:
             os.environ["CUDA_VISIBLE_DEVICES"] = saved_env
-        torch.autograd.set_detect_anomaly(anomaly)
 
 
 def torch_load_full(f: Any, *args: Any, **kwargs: Any) -> Any:

@@ -16,7 +16,7 @@ RecBole 1.2.1 offers only CE over all items and BPR, so the pairwise loss is the
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -45,9 +45,9 @@ def pairwise_loss(pos: Tensor, neg: Tensor, kind: str) -> Tensor:
     raise ValueError(f"unknown loss {kind!r}; valid: {', '.join(LOSSES)}")
 
 
-def _check_fraction(name: str, value: float, low_open: bool = False) -> None:
-    if not (0.0 < value < 1.0 if low_open else 0.0 <= value < 1.0):
-        raise ValueError(f"{name} must be in {'(' if low_open else '['}0, 1), got {value}")
+def _check_fraction(name: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
 
 
 @dataclass
@@ -57,6 +57,9 @@ class PairwiseConfig:
     loss: str = "bce"  # bce (the paper's) or bpr
     n_negatives: int = 1  # negatives per positive, drawn uniformly by the trainer (1:1)
 
+    #: fields the harness reads itself; RecBole's constructor gets every other field
+    HARNESS_FIELDS: ClassVar[tuple[str, ...]] = ("loss", "n_negatives")
+
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
@@ -65,8 +68,7 @@ class PairwiseConfig:
 
     def recbole_params(self) -> dict[str, Any]:
         """The settings RecBole's constructor reads (``loss_type`` only picks its unused head)."""
-        params = asdict(self)
-        del params["loss"], params["n_negatives"]
+        params = {k: v for k, v in asdict(self).items() if k not in self.HARNESS_FIELDS}
         return {**params, "loss_type": "BPR"}
 
 

@@ -64,9 +64,7 @@ def recbole_epochs(epochs: int, anomaly: bool) -> tuple[float, int]:
     with _in_temp_dir(), warnings.catch_warnings(), \
             isolated_recbole_config("SASRec", "ml-100k", settings) as config:
         warnings.simplefilter("ignore")  # pandas and torch deprecation notes from RecBole's code
-        threads = torch.get_num_threads()
         init_seed(config["seed"], config["reproducibility"])
-        torch.set_num_threads(threads)  # init_seed leaves it, but be explicit
         logging.disable(logging.CRITICAL)
         dataset = create_dataset(config)
         train_data, _, _ = data_preparation(config, dataset)
