@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import ClassVar, Literal, get_args
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from baselines.contract import Batch, SequentialRecommender
-from dreamrec.schedule import SCHEDULES, DiffusionSchedule
+from dreamrec.schedule import SAMPLERS, SCHEDULES, DiffusionSchedule, SamplingPlan, sampling_plan
 
 DenoiserKind = Literal["mlp1", "mlp2"]
 DENOISERS: tuple[str, ...] = get_args(DenoiserKind)
@@ -40,6 +39,14 @@ class DreamRecConfig:
     dropout: float = 0.1
     denoiser: str = "mlp1"
     seq_len: int = 10
+    # generation (evaluation only: a trained model samples with any of them, no retraining)
+    sampler: str = "ddpm"  # ddpm | ddim
+    steps: int = 0  # reverse steps, evenly spaced over the T trained ones; 0 = all T
+    eta: float = 0.0  # DDIM noise scale in [0, 1]: 0 deterministic, 1 DDPM-like (ddpm ignores it)
+
+    #: fields left out of the config hash while they hold their default, so that records made
+    #: before the samplers existed keep their hash
+    HASHED_IF_SET: ClassVar[tuple[str, ...]] = ("sampler", "steps", "eta")
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -50,6 +57,13 @@ class DreamRecConfig:
             raise ValueError(f"timesteps must be >= 1, got {self.timesteps}")
         if not 0.0 <= self.p_uncond <= 1.0:
             raise ValueError(f"p_uncond must lie in [0, 1], got {self.p_uncond}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
+        if not 0 <= self.steps <= self.timesteps:
+            raise ValueError(f"steps must lie in 0..timesteps={self.timesteps} (0 = all), "
+                             f"got {self.steps}")
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"eta must lie in [0, 1], got {self.eta}")
 
 
 class Dropout(nn.Module):
@@ -226,50 +240,65 @@ class DreamRec(SequentialRecommender):
         """Inner product of oracle embeddings [B, H] with every real item -> [B, n_items]."""
         return oracle @ self.item_embeddings.weight[: self.n_items].T
 
+    def sampling_plan(self, sampler: str | None = None, steps: int | None = None,
+                      eta: float | None = None) -> SamplingPlan:
+        """The plan of the configured sampler, or of the one given (arguments override)."""
+        cfg = self.config
+        return sampling_plan(
+            self.schedule, cfg.sampler if sampler is None else sampler,
+            cfg.steps if steps is None else steps, cfg.eta if eta is None else eta,
+        )
+
     @torch.no_grad()
     def generate(
         self, history: Tensor, length: Tensor, generator: torch.Generator | None = None,
-        fast: bool = True,
+        fast: bool = True, plan: SamplingPlan | None = None,
     ) -> Tensor:
-        """Guided DDPM sampling of the oracle embedding, [B, H].
+        """Guided sampling of the oracle embedding, [B, H], with the configured sampler.
 
-        x_T ~ N(0, I); for t = T..1: x0_hat = (1+w) f(x_t, c, t) - w f(x_t, null, t), then the
-        posterior mean (DDPM eq. 7) plus sigma_t noise, no noise at the last step. With the
-        ``mlp1`` denoiser and ``fast=True`` the linear layer is split into its x_t, c and t parts
-        so the condition and step terms are computed once (identical samples up to float
-        rounding); other denoisers run cond and uncond as one batched call.
+        x_T ~ N(0, I); at each step of the plan (:func:`dreamrec.schedule.sampling_plan`: all T
+        DDPM steps by default, or DDIM over k of them) the guided prediction
+        x0_hat = (1+w) f(x_t, c, t) - w f(x_t, null, t) enters the step's update
+        ``coef_x0 * x0_hat + coef_xt * x_t + sigma * z`` (no noise where sigma is 0: DDPM's last
+        step, deterministic DDIM). With the ``mlp1`` denoiser and ``fast=True`` the linear layer
+        is split into its x_t, c and t parts, so the condition term is computed once per batch
+        and the step term once per step; the samples equal the generic path's up to float
+        rounding, from the same generator. Other denoisers run cond and uncond as one batched
+        call.
         """
+        plan = plan or self.sampling_plan()
         c = self.encode(history, length)  # [B, H]
         B, H = c.shape
         w = self.config.w
-        T = self.config.timesteps
         x = torch.randn((B, H), generator=generator, device=c.device)
-        t_emb = self.denoiser.step_embedding(torch.arange(T, device=c.device))  # [T, H]
-        sch = self.schedule
-        coef1, coef2 = sch.posterior_mean_coef1.tolist(), sch.posterior_mean_coef2.tolist()
-        sigma = np.sqrt(sch.posterior_variance).tolist()
+        # step terms are computed for all T steps, then the plan's are picked: the same values
+        # bit for bit, whatever the plan
+        t_emb = self.denoiser.step_embedding(torch.arange(self.config.timesteps, device=c.device))
+        pick = torch.tensor(plan.steps, device=c.device)  # [k], in sampling order
+        coef_x0, coef_xt, sigma = plan.coef_x0, plan.coef_xt, plan.sigma
         if fast and self.config.denoiser == "mlp1":
             lin: nn.Linear = self.denoiser.net[0]
             Wx, Wc, Wt = lin.weight.split(H, dim=1)  # each [H, H]
             guided_c = (1 + w) * (c @ Wc.T) - w * (self.null_cond @ Wc.T)  # [B, H]
-            step_part = t_emb @ Wt.T + lin.bias  # [T, H]
+            step_part = (t_emb @ Wt.T + lin.bias)[pick]  # [k, H]
             WxT = Wx.T.contiguous()
             noise = torch.empty((B, H), device=c.device)
-            for i in reversed(range(T)):
-                x_next = torch.addmm(step_part[i], x, WxT).add_(guided_c)  # x0_hat, then in place:
-                x_next.mul_(coef1[i]).add_(x, alpha=coef2[i])  # posterior mean
-                if i > 0:
-                    x_next.add_(noise.normal_(generator=generator), alpha=sigma[i])
+            for j in range(len(plan.steps)):
+                x_next = torch.addmm(step_part[j], x, WxT).add_(guided_c)  # x0_hat, then in place:
+                x_next.mul_(coef_x0[j]).add_(x, alpha=coef_xt[j])  # the step's mean
+                if sigma[j] > 0:
+                    x_next.add_(noise.normal_(generator=generator), alpha=sigma[j])
                 x = x_next
             return x
+        t_emb = t_emb[pick]
         cond = torch.cat((c, self.null_cond.expand(B, H)))  # [2B, H]
-        for i in reversed(range(T)):
-            f = self.denoiser(torch.cat((x, x)), cond, t_emb[i].expand(2 * B, H))
+        for j in range(len(plan.steps)):
+            f = self.denoiser(torch.cat((x, x)), cond, t_emb[j].expand(2 * B, H))
             f_c, f_u = f[:B], f[B:]
             x0_hat = (1 + w) * f_c - w * f_u
-            x = coef1[i] * x0_hat + coef2[i] * x
-            if i > 0:
-                x = x + sigma[i] * torch.randn((B, H), generator=generator, device=c.device)
+            x = coef_x0[j] * x0_hat + coef_xt[j] * x
+            if sigma[j] > 0:
+                x = x + sigma[j] * torch.randn((B, H), generator=generator, device=c.device)
         return x
 
     def full_sort_predict(

@@ -102,3 +102,71 @@ class DiffusionSchedule:
         a = self.table("sqrt_alphas_cumprod", x0.device)[t].unsqueeze(-1)
         s = self.table("sqrt_one_minus_alphas_cumprod", x0.device)[t].unsqueeze(-1)
         return a * x0 + s * noise
+
+
+SamplerName = Literal["ddpm", "ddim"]
+SAMPLERS: tuple[str, ...] = get_args(SamplerName)
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """The reverse steps one sampler takes, and the update of each.
+
+    Step ``j`` (in sampling order) goes from the trained index ``t = steps[j]`` to the previous
+    index of the plan (or to x_0 after the last step) by
+    ``x <- coef_x0[j] * x0_hat + coef_xt[j] * x + sigma[j] * z`` with ``z ~ N(0, I)``, where
+    ``x0_hat`` is the (guided) denoiser output at ``t``. The lists are Python floats, computed in
+    float64.
+    """
+
+    sampler: str
+    eta: float
+    steps: list[int]  # trained indices, descending
+    coef_x0: list[float]
+    coef_xt: list[float]
+    sigma: list[float]
+
+
+def sampling_plan(schedule: DiffusionSchedule, sampler: str = "ddpm", steps: int = 0,
+                  eta: float = 0.0) -> SamplingPlan:
+    """Coefficients of ``sampler`` over ``steps`` of the ``schedule``'s T trained steps (0 = all T).
+
+    The k steps are evenly spaced over the indices 0..T-1 with both ends included
+    (``round(linspace(0, T-1, k))``: sampling starts at the last trained step, as DDPM does).
+
+    - ``ddim`` (Song et al. 2021, eq. 12, written for an x_0-predicting network): from ``t`` to
+      ``s``, ``sigma = eta * sqrt((1 - a_s) / (1 - a_t)) * sqrt(1 - a_t / a_s)`` with ``a`` the
+      cumulative alpha product (``a = 1`` after the last step), and
+      ``x_s = sqrt(a_s) x0_hat + sqrt(1 - a_s - sigma^2) * (x_t - sqrt(a_t) x0_hat) / sqrt(1 - a_t)
+      + sigma z``. ``eta = 0`` is deterministic given x_T; ``eta = 1`` is DDPM's posterior.
+    - ``ddpm``: over all T steps, DDPM's posterior (Ho et al. 2020, eq. 7), from the schedule's
+      own tables; over k < T steps, the posterior of the respaced chain, which is DDIM with
+      ``eta = 1`` (``eta`` is not used).
+    """
+    T = schedule.timesteps
+    k = steps or T
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
+    if not 1 <= k <= T:
+        raise ValueError(f"sampling steps must lie in 1..{T} (the trained T; 0 means all T), "
+                         f"got {steps}")
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must lie in [0, 1], got {eta}")
+    if sampler == "ddpm" and k == T:  # the schedule's tables, bit for bit
+        idx = list(range(T - 1, -1, -1))
+        return SamplingPlan(
+            sampler, 1.0, idx,
+            schedule.posterior_mean_coef1[idx].tolist(),
+            schedule.posterior_mean_coef2[idx].tolist(),
+            np.sqrt(schedule.posterior_variance[idx]).tolist(),
+        )
+    if sampler == "ddpm":
+        eta = 1.0
+    idx = np.unique(np.round(np.linspace(0, T - 1, k)).astype(np.int64))[::-1]  # descending
+    a_t = schedule.alphas_cumprod[idx]
+    a_s = np.concatenate([schedule.alphas_cumprod[idx[1:]], [1.0]])
+    sigma = eta * np.sqrt((1.0 - a_s) / (1.0 - a_t)) * np.sqrt(1.0 - a_t / a_s)
+    coef_xt = np.sqrt(np.maximum(1.0 - a_s - sigma**2, 0.0)) / np.sqrt(1.0 - a_t)
+    coef_x0 = np.sqrt(a_s) - coef_xt * np.sqrt(a_t)
+    return SamplingPlan(sampler, float(eta), idx.tolist(), coef_x0.tolist(), coef_xt.tolist(),
+                        sigma.tolist())

@@ -56,13 +56,22 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
+def hashed_fields(cfg: Any) -> dict[str, Any]:
+    """The fields of a config dataclass that enter the config hash.
+
+    A class may name, in ``HASHED_IF_SET``, options added after records existed: they are left
+    out while they hold their default, so those records keep their hash.
+    """
+    optional = getattr(type(cfg), "HASHED_IF_SET", ())
+    return {k: v for k, v in dataclasses.asdict(cfg).items()
+            if k not in optional or v != getattr(type(cfg), k)}
+
+
 def record_base(spec: ModelSpec, dataset: str, splits: SequenceSplits, model_cfg: Any,
                 train_cfg: TrainConfig) -> tuple[dict[str, Any], str]:
     """The part of every record that identifies the run, and its config hash."""
     config = {"model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg)}
-    hashed = {"model": config["model"], "train": {
-        k: v for k, v in config["train"].items()
-        if k not in TrainConfig.HASHED_IF_SET or v != getattr(TrainConfig, k)}}
+    hashed = {"model": hashed_fields(model_cfg), "train": hashed_fields(train_cfg)}
     chash = store.config_hash({"dataset": dataset, "model": spec.name, "config": hashed,
                                "data_checksum": splits.checksum})
     return {"dataset": dataset, "model": spec.name, "config": config, "config_hash": chash,

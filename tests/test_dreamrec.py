@@ -162,3 +162,75 @@ def test_config_rejects_unknown_choices():
         DreamRecConfig(schedule="quadratic")
     with pytest.raises(ValueError, match="valid: mlp1, mlp2"):
         DreamRecConfig(denoiser="unet")
+
+
+# -- samplers -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("denoiser", ["mlp1", "mlp2"])
+def test_ddim_with_eta_one_over_all_steps_samples_as_ddpm(denoiser):
+    m = make_model(timesteps=30, denoiser=denoiser)
+    hist, length = rows(m.n_items)
+    ddpm = m.generate(hist, length, torch.Generator().manual_seed(2))
+    ddim = m.generate(hist, length, torch.Generator().manual_seed(2), plan=m.sampling_plan("ddim", 30, 1.0))
+    torch.testing.assert_close(ddim, ddpm, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5])
+def test_fast_mlp1_ddim_equals_generic_path(eta):
+    m = make_model(timesteps=50, w=4.0)
+    hist, length = rows(m.n_items)
+    plan = m.sampling_plan("ddim", 7, eta)
+    fast = m.generate(hist, length, torch.Generator().manual_seed(3), fast=True, plan=plan)
+    slow = m.generate(hist, length, torch.Generator().manual_seed(3), fast=False, plan=plan)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+
+
+def test_generic_ddim_is_the_explicit_update_over_the_strided_steps():
+    m = make_model(timesteps=40, denoiser="mlp2", w=1.5)
+    hist, length = rows(m.n_items)
+    g = torch.Generator().manual_seed(4)
+    got = m.generate(hist, length, torch.Generator().manual_seed(4), plan=m.sampling_plan("ddim", 5, 0.0))
+    c = m.encode(hist, length)
+    null = m.null_cond.expand_as(c)
+    a = m.schedule.alphas_cumprod
+    x = torch.randn(c.shape, generator=g)
+    visited = [39, 29, 20, 10, 0]  # round(linspace(0, 39, 5)), descending
+    for t, s in zip(visited, visited[1:] + [None]):
+        temb = m.denoiser.step_embedding(torch.full((c.shape[0],), t))
+        x0 = 2.5 * m.denoiser(x, c, temb) - 1.5 * m.denoiser(x, null, temb)
+        eps = (x - math.sqrt(a[t]) * x0) / math.sqrt(1 - a[t])
+        a_s = 1.0 if s is None else a[s]
+        x = math.sqrt(a_s) * x0 + math.sqrt(1 - a_s) * eps
+    torch.testing.assert_close(got, x, rtol=1e-5, atol=1e-5)
+
+
+def test_deterministic_ddim_draws_x_T_and_nothing_else():
+    m = make_model(timesteps=50)
+    hist, length = rows(m.n_items)
+    g = torch.Generator().manual_seed(6)
+    m.generate(hist, length, g, plan=m.sampling_plan("ddim", 10, 0.0))
+    ref = torch.Generator().manual_seed(6)
+    torch.randn((hist.shape[0], m.config.hidden_size), generator=ref)  # x_T
+    assert torch.equal(g.get_state(), ref.get_state())
+    g_ddpm = torch.Generator().manual_seed(6)
+    m.generate(hist, length, g_ddpm)  # DDPM draws noise at every step but the last
+    assert not torch.equal(g_ddpm.get_state(), ref.get_state())
+
+
+def test_configured_sampler_is_used_by_full_sort_predict():
+    m = make_model(timesteps=50)
+    hist, length = rows(m.n_items)
+    plan = m.sampling_plan("ddim", 10, 0.0)
+    expect = m.item_scores(m.generate(hist, length, torch.Generator().manual_seed(1), plan=plan))
+    m.config = DreamRecConfig(hidden_size=16, timesteps=50, sampler="ddim", steps=10)
+    got = m.full_sort_predict(hist, length, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(got, expect, rtol=0, atol=0)
+
+
+def test_config_rejects_bad_sampler_settings():
+    with pytest.raises(ValueError, match="valid: ddpm, ddim"):
+        DreamRecConfig(sampler="plms")
+    with pytest.raises(ValueError, match="steps must lie in 0..timesteps=500"):
+        DreamRecConfig(steps=501)
+    with pytest.raises(ValueError, match=r"eta must lie in \[0, 1\]"):
+        DreamRecConfig(eta=-0.1)
