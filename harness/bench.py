@@ -1,9 +1,10 @@
 """``python -m harness.bench``: DreamRec training-epoch and generation times on one dataset.
 
 Measures, for each thread count, the mean wall time of a training epoch (the trainer's own loop:
-seeded shuffle, batch 256, AdamW) and of one evaluation pass over val + test (sampling with the
-dataset's T, then scoring and ranking every real item), with the exact mlp1 fast path and with
-the generic guided path. Example: ``python -m harness.bench --dataset zhihu --threads 1,2``.
+seeded shuffle, batch 256, AdamW) and of one evaluation pass over val + test (encoding, sampling,
+then scoring and ranking every real item) for each sampler -- DDPM over the dataset's T steps and
+DDIM over k of them -- with the exact mlp1 fast path and with the generic guided path. Example:
+``python -m harness.bench --dataset zhihu --threads 1,2 --samplers ddpm,ddim:50``.
 """
 
 from __future__ import annotations
@@ -38,17 +39,33 @@ def time_epochs(spec, splits, model_cfg, train_cfg: TrainConfig, epochs: int, de
     return result.wall["train_s_per_epoch_after_first"]
 
 
-def time_generation(model, splits, device, fast: bool, batch_size: int) -> float:
-    """Seconds for one evaluation pass over val + test."""
+def time_generation(model, splits, device, fast: bool, batch_size: int, plan=None,
+                    repeats: int = 1) -> float:
+    """Seconds for one evaluation pass over val + test (the fastest of ``repeats``)."""
     model.eval()
-    fn = (lambda h, ln, g: model.item_scores(model.generate(h, ln, g, fast=fast)))
-    t0 = time.perf_counter()
-    for split in ("val", "test"):
-        evaluate(fn, splits.split(split), splits.n_items, device, batch_size,
-                 torch.Generator(device).manual_seed(0))
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    fn = (lambda h, ln, g: model.item_scores(model.generate(h, ln, g, fast=fast, plan=plan)))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for split in ("val", "test"):
+            evaluate(fn, splits.split(split), splits.n_items, device, batch_size,
+                     torch.Generator(device).manual_seed(0))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def parse_samplers(text: str) -> list[tuple[str, int]]:
+    """``ddpm,ddim:50`` -> [("ddpm", 0), ("ddim", 50)] (0: all T steps)."""
+    out = []
+    for item in text.split(","):
+        name, _, k = item.strip().partition(":")
+        if name not in ("ddpm", "ddim") or (k and not k.isdigit()) or (name == "ddim" and not k):
+            raise HarnessError(f"--samplers takes ddpm or ddim:K items, comma-separated "
+                               f"(e.g. ddpm,ddim:50), got {item!r}")
+        out.append((name, int(k or 0)))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
-    ap.add_argument("--epochs", type=int, default=3, help="timed epochs after one warm-up")
+    ap.add_argument("--epochs", type=int, default=3,
+                    help="timed epochs after one warm-up (0: generation only)")
+    ap.add_argument("--samplers", default="ddpm", help="ddpm and/or ddim:K, comma-separated "
+                    "(default ddpm: all T steps)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="generation passes per setting; the fastest is reported")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", default=None, help="also write the output to this file")
     args = ap.parse_args(argv)
@@ -68,31 +90,44 @@ def main(argv: list[str] | None = None) -> int:
         model_cfg, train_cfg = spec.configs(args.dataset, parse_overrides(args.set))
         device = pick_device(args.device)
         threads = [int(t) for t in args.threads.split(",")]
+        samplers = parse_samplers(args.samplers)
         splits = load_dataset(args.dataset, args.data_dir)
     except (HarnessError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     n_eval = len(splits.val) + len(splits.test)
-    rows = []
+    epoch_rows, gen_rows = [], []
     for n in threads:
         torch.set_num_threads(n)
-        epoch_s = time_epochs(spec, splits, model_cfg, train_cfg, args.epochs, device)
+        if args.epochs > 0:
+            epoch_s = time_epochs(spec, splits, model_cfg, train_cfg, args.epochs, device)
+            epoch_rows.append([n, f"{epoch_s:.2f}"])
         torch.manual_seed(0)
         model = spec.build(splits.n_items, model_cfg).to(device)
-        fast_s = time_generation(model, splits, device, True, train_cfg.eval_batch_size)
-        slow_s = time_generation(model, splits, device, False, train_cfg.eval_batch_size)
-        rows.append([n, f"{epoch_s:.2f}", f"{fast_s:.2f}", f"{slow_s:.2f}"])
+        for name, k in samplers:
+            plan = model.sampling_plan(name, k)
+            row = [n, f"{name.upper()} {len(plan.steps)} steps"]
+            for fast in (True, False):
+                row.append(f"{time_generation(model, splits, device, fast, train_cfg.eval_batch_size, plan, args.repeats):.2f}")
+            gen_rows.append(row)
+    cmd = " ".join(argv if argv is not None else sys.argv[1:])
     text = (
-        f"`python -m harness.bench {' '.join(argv if argv is not None else sys.argv[1:])}` "
-        f"({store.now_iso()}, commit {store.git_state()['commit']})\n\n"
+        f"`python -m harness.bench {cmd}` ({store.now_iso()}, commit "
+        f"{store.git_state()['commit']}, 1-minute load average {os.getloadavg()[0]:.1f})\n\n"
         f"DreamRec on {args.dataset}: {len(splits.train)} train rows, batch "
         f"{train_cfg.batch_size}, T={model_cfg.timesteps}, {model_cfg.denoiser}; val+test = "
         f"{n_eval} rows; device {device}; {os.cpu_count()} cores, {platform.machine()}, "
-        f"torch {torch.__version__}. Seconds, mean of {args.epochs} epochs after a warm-up; one "
-        f"generation pass (sampling, scoring and ranking all items) over val+test.\n\n"
-        + tabulate(rows, headers=["threads", "epoch s", "val+test gen s (fast)",
-                                  "val+test gen s (generic)"], tablefmt="github") + "\n"
+        f"torch {torch.__version__}.\n\n"
     )
+    if epoch_rows:
+        text += (f"Training: seconds per epoch, mean of {args.epochs} epochs after a warm-up.\n\n"
+                 + tabulate(epoch_rows, headers=["threads", "epoch s"], tablefmt="github")
+                 + "\n\n")
+    text += (f"Generation: seconds for one pass over val+test (encoding, sampling, scoring and "
+             f"ranking all items), fastest of {args.repeats}; fast = the exact mlp1 path, "
+             f"generic = batched cond/uncond denoiser calls.\n\n"
+             + tabulate(gen_rows, headers=["threads", "sampler", "val+test gen s (fast)",
+                                           "val+test gen s (generic)"], tablefmt="github") + "\n")
     print(text)
     if args.out:
         store.atomic_write(Path(args.out), lambda fh: fh.write(text.encode()))

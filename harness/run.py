@@ -82,11 +82,12 @@ def record_base(spec: ModelSpec, dataset: str, splits: SequenceSplits, model_cfg
 
 def run_seed(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, train_cfg: TrainConfig,
              seed: int, device: torch.device, protocols: list[str], base: dict[str, Any],
-             paths: dict[str, Path], progress: bool) -> str:
+             paths: dict[str, Path], progress: bool, state_file: Path | None = None) -> str:
     """Train one seed and write one record per protocol; returns "ok" or "failed".
 
     ``base`` carries the run's identity and provenance, captured once when the command started
     (the git commit then is the code this process runs, whatever is committed meanwhile).
+    With ``state_file`` the validation-selected model state is saved there too.
     """
     torch.manual_seed(seed)  # model initialisation and dropout
     model = spec.build(splits.n_items, model_cfg)
@@ -102,6 +103,10 @@ def run_seed(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, train_cfg:
             store.write_record(paths[p], dict(common, protocol=p, status="failed", error=str(e)), None)
         return "failed"
     total = time.perf_counter() - t0
+    if state_file is not None:
+        # train() restored the selected state
+        store.save_state(state_file, model.state_dict(), selected_epoch=result.best_epoch,
+                         config_hash=base["config_hash"])
     for p in protocols:
         store.write_record(paths[p], _record(common, p, result, total), _ranks(p, result))
     return "ok"
@@ -166,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="evaluation removes each row's history items from its ranking, for "
                     "every model alike (default: not removed, as in the paper); "
                     "same as --set mask_history=true")
+    ap.add_argument("--save-model", action="store_true",
+                    help="also keep each seed's validation-selected model state under "
+                    "$HARNESS_MODEL_DIR (default .cache/models/), keyed by the config hash; "
+                    "python -m harness.sampling evaluates such states without retraining")
     ap.add_argument("--no-progress", action="store_true",
                     help="no progress bars: one line per evaluation on stderr instead")
     ap.add_argument("--no-summary", action="store_true",
@@ -201,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for seed in seeds:
         paths = {p: store.record_path(results_dir, args.dataset, spec.name, p, seed) for p in protocols}
-        if all(store.is_done(paths[p], chash) for p in protocols):
+        state_file = (store.state_path(store.default_model_dir(), args.dataset, spec.name, chash,
+                                       seed) if args.save_model else None)
+        if all(store.is_done(paths[p], chash) for p in protocols) and (
+                state_file is None or state_file.exists()):
             print(f"seed {seed}: record exists for this config, skipped", file=sys.stderr)
             continue
         old = store.read_record(paths[protocols[0]])
@@ -209,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed}: replacing the record of another config ({paths[protocols[0]]}); "
                   "use --results-dir to keep variants apart", file=sys.stderr)
         status = run_seed(spec, splits, model_cfg, train_cfg, seed, device, protocols, base,
-                          paths, progress=not args.no_progress)
+                          paths, progress=not args.no_progress, state_file=state_file)
         rec = store.read_record(paths[protocols[0]])
         if status == "ok":
             shown = "val" if args.no_summary else "test"

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import os
+import pickle
 import platform
 import subprocess
 import tempfile
@@ -53,6 +54,59 @@ def atomic_write(path: Path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def default_model_dir() -> Path:
+    """Where selected model states are kept: ``$HARNESS_MODEL_DIR``, else ``<repo>/.cache/models``
+    (git-ignored)."""
+    env = os.environ.get("HARNESS_MODEL_DIR")
+    return Path(env) if env else REPO_ROOT / ".cache" / "models"
+
+
+def state_path(model_dir: Path, dataset: str, model: str, chash: str, seed: int) -> Path:
+    """The validation-selected state of one run: keyed by its config hash, so a state is only
+    ever reused by the configuration that trained it."""
+    return Path(model_dir) / dataset / model / chash / f"seed{seed}.pt"
+
+
+def save_state(path: Path, state_dict: dict[str, Any], **meta: Any) -> None:
+    """Write a model ``state_dict`` and plain ``meta`` values (selected epoch, config hash) in
+    one file, atomically (a half-written state is never read)."""
+    import torch
+
+    atomic_write(path, lambda fh: torch.save({"state_dict": state_dict, **meta}, fh))
+
+
+def load_state(path: Path) -> dict[str, Any] | None:
+    """What :func:`save_state` wrote at ``path``, or None when absent or unreadable (then the
+    caller retrains)."""
+    import torch
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+        return None
+    return saved if isinstance(saved, dict) and "state_dict" in saved else None
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``, or None when absent or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            obj = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def write_json(path: Path, obj: dict[str, Any]) -> None:
+    text = json.dumps(obj, indent=1, default=_jsonable) + "\n"
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def array_digest(arr: np.ndarray) -> str:
+    """sha256 (16 hex) of an array's int32 values: equal digests, equal per-row ranks."""
+    return hashlib.sha256(np.ascontiguousarray(arr, dtype=np.int32).tobytes()).hexdigest()[:16]
 
 
 def write_record(path: Path, record: dict[str, Any], ranks: np.ndarray | None) -> None:
