@@ -115,3 +115,30 @@ def test_saved_state_round_trips_and_garbage_reads_as_absent(tmp_path):
     assert saved["selected_epoch"] == 4 and torch.equal(saved["state_dict"]["w"], torch.arange(3.0))
     path.write_bytes(b"garbage")
     assert store.load_state(path) is None and store.load_state(tmp_path / "absent.pt") is None
+
+
+def test_gpu_script_reports_times_and_concurrent_throughput(tmp_path):
+    """The GPU script, checked on the CPU with a tiny model: both tables, one row per N."""
+    from harness import bench_gpu
+    out = tmp_path / "gpu.md"
+    assert bench_gpu.main(["--device", "cpu", "--datasets", "ml-100k", "--jobs", "1,2",
+                           "--budget-epochs", "1", "--set", "timesteps=5", "--set", "hidden_size=16",
+                           "--set", "eval_every=1", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "Device: CPU" in text
+    single = next(line for line in text.splitlines() if line.startswith("| ml-100k"))
+    cells = [c.strip() for c in single.strip("|").split("|")]
+    assert cells[1] == "82552" and float(cells[4]) > 0 and float(cells[5]) > 0
+    lines = text.splitlines()
+    head = next(i for i, line in enumerate(lines) if "runs per hour" in line)
+    rows = [line for line in lines[head + 2:] if line.startswith("|")]
+    assert [int(line.strip("|").split("|")[0]) for line in rows] == [1, 2]
+    for line in rows:
+        n, wall, per_hour, _ = (float(c) for c in line.strip("|").split("|"))
+        assert per_hour == pytest.approx(n * 3600 / wall, rel=0.01)
+
+
+def test_gpu_script_rejects_bad_job_counts(capsys):
+    from harness import bench_gpu
+    assert bench_gpu.main(["--device", "cpu", "--jobs", "two"]) == 2
+    assert "--jobs takes comma-separated integers" in capsys.readouterr().err
