@@ -82,12 +82,15 @@ def record_base(spec: ModelSpec, dataset: str, splits: SequenceSplits, model_cfg
 
 def run_seed(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, train_cfg: TrainConfig,
              seed: int, device: torch.device, protocols: list[str], base: dict[str, Any],
-             paths: dict[str, Path], progress: bool, state_file: Path | None = None) -> str:
+             paths: dict[str, Path], progress: bool, state_file: Path | None = None,
+             checkpoint: Path | None = None) -> str:
     """Train one seed and write one record per protocol; returns "ok" or "failed".
 
     ``base`` carries the run's identity and provenance, captured once when the command started
     (the git commit then is the code this process runs, whatever is committed meanwhile).
-    With ``state_file`` the validation-selected model state is saved there too.
+    With ``state_file`` the validation-selected model state is saved there too. With
+    ``checkpoint`` the run saves its state there at each evaluation and resumes from it when
+    restarted (the file is removed once the records are written).
     """
     torch.manual_seed(seed)  # model initialisation and dropout
     model = spec.build(splits.n_items, model_cfg)
@@ -97,10 +100,14 @@ def run_seed(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, train_cfg:
     try:
         result = train(model, splits, train_cfg, seed, device,
                        published="published" in protocols, progress=progress,
-                       desc=f"{spec.name}/{base['dataset']} seed {seed}", log_evals=not progress)
+                       desc=f"{spec.name}/{base['dataset']} seed {seed}", log_evals=not progress,
+                       checkpoint=checkpoint,
+                       checkpoint_key=f"{base['config_hash']}:{'+'.join(protocols)}")
     except (TrainingDiverged, ModelOutputError) as e:  # NaN loss or NaN/inf scores
         for p in protocols:
             store.write_record(paths[p], dict(common, protocol=p, status="failed", error=str(e)), None)
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
         return "failed"
     total = time.perf_counter() - t0
     if state_file is not None:
@@ -109,6 +116,8 @@ def run_seed(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, train_cfg:
                          config_hash=base["config_hash"])
     for p in protocols:
         store.write_record(paths[p], _record(common, p, result, total), _ranks(p, result))
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
     return "ok"
 
 
@@ -221,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed}: replacing the record of another config ({paths[protocols[0]]}); "
                   "use --results-dir to keep variants apart", file=sys.stderr)
         status = run_seed(spec, splits, model_cfg, train_cfg, seed, device, protocols, base,
-                          paths, progress=not args.no_progress, state_file=state_file)
+                          paths, progress=not args.no_progress, state_file=state_file,
+                          checkpoint=store.checkpoint_path(results_dir, args.dataset, spec.name,
+                                                           seed))
         rec = store.read_record(paths[protocols[0]])
         if status == "ok":
             shown = "val" if args.no_summary else "test"

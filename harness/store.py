@@ -41,6 +41,12 @@ def record_path(results_dir: Path, dataset: str, model: str, protocol: str, seed
     return Path(results_dir) / "records" / dataset / model / protocol / f"seed{seed}.json"
 
 
+def checkpoint_path(results_dir: Path, dataset: str, model: str, seed: int) -> Path:
+    """Where a run in progress keeps its last evaluation's state (removed when it finishes;
+    git-ignored)."""
+    return Path(results_dir) / "checkpoints" / dataset / model / f"seed{seed}.pt"
+
+
 def atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

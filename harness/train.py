@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -94,6 +95,25 @@ def eval_generator(device: torch.device, seed: int, epoch: int, split: str) -> t
     return torch.Generator(device).manual_seed(seed * 1_000_003 + epoch * 10 + offset)
 
 
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    from harness.store import atomic_write
+
+    atomic_write(path, lambda fh: torch.save(state, fh))
+
+
+def _load_checkpoint(path: Path | None, key: str) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` when it belongs to this run (same key), else None."""
+    if path is None or not path.exists():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 -- an unreadable checkpoint only costs a restart
+        print(f"warning: checkpoint {path} unreadable ({type(e).__name__}); starting over",
+              file=sys.stderr)
+        return None
+    return saved if isinstance(saved, dict) and saved.get("key") == key else None
+
+
 def train(model: SequentialRecommender, splits: SequenceSplits, config: TrainConfig, seed: int,
           device: torch.device, **kw: Any) -> TrainResult:
     """Train ``model`` on ``splits.train``, select on ``splits.val``, test once on ``splits.test``.
@@ -108,6 +128,14 @@ def train(model: SequentialRecommender, splits: SequenceSplits, config: TrainCon
         torch.set_flush_denormal(False)
 
 
+def _eval_to_saved(ev: Evaluation | None) -> dict[str, Any] | None:
+    return None if ev is None else {"ranks": torch.from_numpy(ev.ranks), "metrics": ev.metrics}
+
+
+def _eval_from_saved(d: dict[str, Any] | None) -> Evaluation | None:
+    return None if d is None else Evaluation(ranks=d["ranks"].numpy(), metrics=d["metrics"])
+
+
 def _train(
     model: SequentialRecommender,
     splits: SequenceSplits,
@@ -118,6 +146,8 @@ def _train(
     progress: bool = True,
     desc: str = "",
     log_evals: bool = False,
+    checkpoint: Path | None = None,
+    checkpoint_key: str = "",
 ) -> TrainResult:
     """The training run behind :func:`train`.
 
@@ -125,6 +155,12 @@ def _train(
     dropout draw from it); shuffles come from ``numpy.random.default_rng(seed)`` and the model's
     own noise from a ``torch.Generator`` seeded with ``seed``. ``progress`` shows a tqdm bar;
     ``log_evals`` prints one line per evaluation to stderr instead (for logs).
+
+    With ``checkpoint``, the whole state of the run (model, optimizer, every random generator,
+    the early-stopping state and the log) is written there atomically after each evaluation,
+    and a run that finds a checkpoint of the same ``checkpoint_key`` resumes from it: a run
+    killed at any point and restarted gives the result it would have given uninterrupted. The
+    caller removes the file once the run's records are written.
     """
     model.to(device)
     rng = np.random.default_rng(seed)
@@ -160,9 +196,33 @@ def _train(
     bad_evals = 0
     log: list[dict[str, Any]] = []
     t_train = t_eval = 0.0
+    first_epoch_s = 0.0
     epoch = -1
+    start = 0
+    saved = _load_checkpoint(checkpoint, checkpoint_key)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        rng.bit_generator.state = saved["numpy_rng"]
+        gen.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        if device.type == "cuda" and saved.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        best_key, best_epoch = saved["best_key"], saved["best_epoch"]
+        best_state = saved["best_state"]
+        best_val, best_test = _eval_from_saved(saved["best_val"]), _eval_from_saved(saved["best_test"])
+        pub = None if saved["pub"] is None else (saved["pub"][0], _eval_from_saved(saved["pub"][1]))
+        bad_evals, log = saved["bad_evals"], saved["log"]
+        t_train, t_eval, first_epoch_s = saved["t_train"], saved["t_eval"], saved["first_epoch_s"]
+        epoch = saved["epoch"]
+        start = epoch + 1
+        if log_evals:
+            print(f"{desc}: resumed after epoch {saved['epoch']} from {checkpoint}",
+                  file=sys.stderr, flush=True)
     model.train()
-    bar = tqdm(range(config.max_epochs), desc=desc, disable=not progress, leave=False)
+    finished = bad_evals >= config.patience or start >= config.max_epochs
+    bar = tqdm(range(start, config.max_epochs if not finished else start), desc=desc,
+               disable=not progress, leave=False)
     for epoch in bar:
         t0 = time.perf_counter()
         perm = torch.from_numpy(rng.permutation(n_rows)).to(device)
@@ -211,6 +271,18 @@ def _train(
                       f"{val.metrics['ndcg@20']:.4f}{extra} (best epoch {best_epoch}, "
                       f"{t_train + t_eval:.0f} s)", file=sys.stderr, flush=True)
         log.append(entry)
+        if checkpoint is not None and "val" in entry:
+            _save_checkpoint(checkpoint, {
+                "key": checkpoint_key, "epoch": epoch, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "numpy_rng": rng.bit_generator.state,
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "best_key": best_key, "best_epoch": best_epoch, "best_state": best_state,
+                "best_val": _eval_to_saved(best_val), "best_test": _eval_to_saved(best_test),
+                "pub": None if pub is None else (pub[0], _eval_to_saved(pub[1])),
+                "bad_evals": bad_evals, "log": log, "t_train": t_train, "t_eval": t_eval,
+                "first_epoch_s": first_epoch_s,
+            })
         if bad_evals >= config.patience:
             break
     bar.close()
@@ -225,5 +297,6 @@ def _train(
         epochs_run=epoch + 1, best_epoch=best_epoch, val=best_val, test=best_test, published=pub,
         history=log,
         wall={"train_s": t_train, "eval_s": t_eval,
-              "train_s_per_epoch_after_first": (t_train - first_epoch_s) / max(epoch, 1)},
+              "train_s_per_epoch_after_first": (t_train - first_epoch_s) / max(epoch, 1),
+              "resumed": saved is not None},
     )

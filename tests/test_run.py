@@ -1,6 +1,7 @@
 """``python -m harness.run``: records, resume, failures and bad input."""
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -190,3 +191,49 @@ def test_tune_searches_the_papers_grid_unless_told_otherwise():
     assert parse_grid([], "dreamrec") == {"lr": PAPER_GRID["lr"]}  # the paper tunes lr only
     assert parse_grid(["lr=1e-3", "dropout_prob=0.2,0.5"], "gru4rec") == {
         "lr": ["1e-3"], "weight_decay": PAPER_GRID["weight_decay"], "dropout_prob": ["0.2", "0.5"]}
+
+
+def _comparable(rec):
+    """A record without the fields that differ between two runs of the same training."""
+    return {k: v for k, v in rec.items() if k not in ("wall", "created", "git")}
+
+
+@pytest.mark.parametrize("model", ["dreamrec", "gru4rec"])
+def test_a_run_killed_mid_way_resumes_from_its_last_evaluation_with_the_same_result(tmp_path, model):
+    args = ["--model", model, "--dataset", "ml-100k", "--seeds", "1", "--protocol", "both",
+            "--set", "max_epochs=4", "--set", "eval_every=1", "--no-progress", "--threads", "1"]
+    args += {"dreamrec": ["--set", "timesteps=5", "--set", "hidden_size=16"],
+             "gru4rec": ["--set", "embedding_size=16", "--set", "hidden_size=16",
+                         "--set", "batch_size=1024"]}[model]
+    assert main([*args, "--results-dir", str(tmp_path / "ref")]) == 0
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "harness.run", *args, "--results-dir", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:  # one line per evaluation; the checkpoint follows each
+        seen.append(line)
+        if " epoch 1:" in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    ckpt = store.checkpoint_path(killed, "ml-100k", model, 0)
+    assert ckpt.exists()
+    assert not store.record_path(killed, "ml-100k", model, "validation", 0).exists()
+    assert main([*args, "--results-dir", str(killed)]) == 0
+    assert not ckpt.exists()  # removed once the records are written
+    for protocol in ("validation", "published"):
+        ref = json.loads(store.record_path(tmp_path / "ref", "ml-100k", model, protocol, 0).read_text())
+        got = json.loads(store.record_path(killed, "ml-100k", model, protocol, 0).read_text())
+        assert got["wall"]["resumed"] is True and ref["wall"]["resumed"] is False
+        assert _comparable(got) == _comparable(ref)
+
+
+def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path, capsys):
+    args = ["--dataset", "ml-100k", "--results-dir", str(tmp_path), *FAST]
+    ckpt = store.checkpoint_path(tmp_path, "ml-100k", "dreamrec", 0)
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"key": "another-config:validation", "epoch": 1}, ckpt)
+    assert main([*args, "--seeds", "1"]) == 0
+    rec = json.loads(store.record_path(tmp_path, "ml-100k", "dreamrec", "validation", 0).read_text())
+    assert rec["wall"]["resumed"] is False and rec["epochs_run"] == 2
