@@ -1,0 +1,354 @@
+"""Table 1 from stored records: cells, significance tests and the Markdown, CSV and LaTeX renderings.
+
+Pure functions of the records under ``<results>/records`` (and the paper's cells shipped in
+``harness/paper/table1.csv``): nothing here trains or evaluates.
+
+- A cell is one (dataset, model) under one protocol: test HR@20 and NDCG@20 over the finished
+  seeds (failed runs are counted, never averaged in).
+- DreamRec is compared with each baseline per dataset x metric: Welch's t-test over the seeds'
+  means, and the Wilcoxon signed-rank test over test rows on each row's metric averaged over
+  seeds (the rows are the same for every model); both Holm-corrected across the baselines of
+  that dataset x metric.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tabulate import tabulate
+
+from harness import store
+from harness.evaluate import row_metrics
+from harness.report import PAPER_NAMES, paper_cells
+from harness.stats import holm, mean_std, relative_improvement, welch_p, wilcoxon_p
+
+METRICS = ("hr@20", "ndcg@20")
+METRIC_LABEL = {"hr@20": "HR@20", "ndcg@20": "NDCG@20"}
+PAPER_KEY = {"hr@20": "hr20", "ndcg@20": "ndcg20"}
+ALPHA = 0.05
+OURS = "dreamrec"
+
+
+@dataclass
+class Cell:
+    """One model on one dataset under one protocol."""
+
+    dataset: str
+    model: str
+    values: dict[str, list[float]] = field(default_factory=dict)  # metric -> per-seed test value
+    row_means: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> [n_rows] over seeds
+    seeds: list[int] = field(default_factory=list)
+    failed: int = 0
+    devices: set[str] = field(default_factory=set)
+
+    @property
+    def n(self) -> int:
+        return len(self.seeds)
+
+    def mean(self, metric: str) -> float:
+        return mean_std(self.values[metric])[0]
+
+
+def load_cells(results_dir: Path, protocol: str, datasets: list[str],
+               models: list[str]) -> dict[tuple[str, str], Cell]:
+    """Every (dataset, model) with at least one record under ``protocol``."""
+    cells: dict[tuple[str, str], Cell] = {}
+    for dataset in datasets:
+        for model in models:
+            folder = Path(results_dir) / "records" / dataset / model / protocol
+            cell = Cell(dataset, model)
+            per_row: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
+            for path in sorted(folder.glob("seed*.json")):
+                rec = store.read_record(path)
+                if rec is None:
+                    continue
+                if rec.get("status") != "ok":
+                    cell.failed += 1
+                    continue
+                try:
+                    ranks = store.read_ranks(path)
+                except (OSError, KeyError, ValueError):
+                    continue
+                cell.seeds.append(int(rec["seed"]))
+                cell.devices.add(str(rec.get("device", "?")))
+                rows = row_metrics(ranks, (20,))
+                for m in METRICS:
+                    cell.values.setdefault(m, []).append(float(rec["test"][m]))
+                    per_row[m].append(rows[m])
+            if cell.n or cell.failed:
+                for m in METRICS:
+                    if per_row[m] and len({a.shape for a in per_row[m]}) == 1:
+                        cell.row_means[m] = np.mean(per_row[m], axis=0)
+                cells[(dataset, model)] = cell
+    return cells
+
+
+@dataclass
+class Comparison:
+    """DreamRec against one baseline on one dataset x metric."""
+
+    dataset: str
+    metric: str
+    baseline: str
+    welch_p: float
+    wilcoxon_p: float
+    welch_p_holm: float = float("nan")
+    wilcoxon_p_holm: float = float("nan")
+
+
+def compare(cells: dict[tuple[str, str], Cell], datasets: list[str],
+            models: list[str]) -> dict[tuple[str, str, str], Comparison]:
+    """(dataset, metric, baseline) -> DreamRec's tests against that baseline, Holm-corrected
+    across the baselines of the dataset x metric."""
+    out: dict[tuple[str, str, str], Comparison] = {}
+    for dataset in datasets:
+        ours = cells.get((dataset, OURS))
+        if ours is None or ours.n == 0:
+            continue
+        for metric in METRICS:
+            family = []
+            for model in models:
+                base = cells.get((dataset, model))
+                if model == OURS or base is None or base.n == 0:
+                    continue
+                w = welch_p(ours.values[metric], base.values[metric])
+                x, y = ours.row_means.get(metric), base.row_means.get(metric)
+                r = wilcoxon_p(x, y) if x is not None and y is not None and x.shape == y.shape \
+                    else float("nan")
+                family.append(Comparison(dataset, metric, model, w, r))
+            for attr in ("welch_p", "wilcoxon_p"):
+                for c, adj in zip(family, holm([getattr(c, attr) for c in family])):
+                    setattr(c, f"{attr}_holm", adj)
+            for c in family:
+                out[(dataset, metric, c.baseline)] = c
+    return out
+
+
+def best_baseline(cells: dict[tuple[str, str], Cell], dataset: str, metric: str,
+                  models: list[str]) -> str | None:
+    cands = [m for m in models if m != OURS and (dataset, m) in cells and cells[(dataset, m)].n]
+    return max(cands, key=lambda m: cells[(dataset, m)].mean(metric)) if cands else None
+
+
+def _ranked(cells, dataset: str, metric: str, models: list[str]) -> list[str]:
+    have = [m for m in models if (dataset, m) in cells and cells[(dataset, m)].n]
+    return sorted(have, key=lambda m: -cells[(dataset, m)].mean(metric))
+
+
+@dataclass
+class Table:
+    """Everything one rendering needs, for one protocol."""
+
+    protocol: str
+    datasets: list[str]
+    models: list[str]
+    cells: dict[tuple[str, str], Cell]
+    comparisons: dict[tuple[str, str, str], Comparison]
+    missing_data: dict[str, str]  # dataset -> reason its files are missing
+    quick: bool = False
+
+    def marker(self, dataset: str, metric: str) -> str:
+        """'*' Welch and/or '†' Wilcoxon significant (Holm, alpha 0.05) against the best baseline."""
+        best = best_baseline(self.cells, dataset, metric, self.models)
+        c = self.comparisons.get((dataset, metric, best)) if best else None
+        if c is None:
+            return ""
+        return ("*" if c.welch_p_holm < ALPHA else "") + ("†" if c.wilcoxon_p_holm < ALPHA else "")
+
+
+def build(results_dir: Path, protocol: str, datasets: list[str], models: list[str],
+          missing_data: dict[str, str], quick: bool = False) -> Table:
+    cells = load_cells(results_dir, protocol, datasets, models)
+    return Table(protocol, datasets, models, cells, compare(cells, datasets, models),
+                 missing_data, quick)
+
+
+def _cell_text(t: Table, dataset: str, model: str, metric: str, bold, under) -> str:
+    if dataset in t.missing_data:
+        return "data missing"
+    cell = t.cells.get((dataset, model))
+    if cell is None or cell.n == 0:
+        return "not run" if cell is None else f"failed ({cell.failed})"
+    m, s = mean_std(np.asarray(cell.values[metric]) * 100)
+    text = f"{m:.2f} ± {s:.2f}" if cell.n > 1 else f"{m:.2f} (1 seed)"
+    ranked = _ranked(t.cells, dataset, metric, t.models)
+    if ranked and ranked[0] == model:
+        text = bold(text)
+    elif len(ranked) > 1 and ranked[1] == model:
+        text = under(text)
+    if model == OURS:
+        text += t.marker(dataset, metric)
+    return text
+
+
+def _paper_text(dataset: str, model: str, metric: str, paper) -> str:
+    cell = paper.get((PAPER_NAMES.get(model, model), dataset))
+    if cell is None:
+        return "—"
+    k = PAPER_KEY[metric]
+    return f"{cell[k + '_mean']:.2f} ± {cell[k + '_std']:.2f}"
+
+
+def _title(t: Table) -> str:
+    sel = ("validation-selected (best validation NDCG@20; test evaluated once, on that state)"
+           if t.protocol == "validation" else
+           "PUBLISHED PROTOCOL: test-selected (the evaluation with the best test NDCG@20), "
+           "optimistic; shown to measure the selection gap")
+    return ("QUICK LOOK (short budget, not comparable to the paper) -- " if t.quick else "") + sel
+
+
+def footnotes(t: Table) -> list[str]:
+    seeds = sorted({c.n for c in t.cells.values() if c.n})
+    devices = sorted({d for c in t.cells.values() for d in c.devices})
+    notes = [
+        f"Test HR@20 and NDCG@20 in %, mean ± sample std over seeds ({', '.join(map(str, seeds)) or 'no'} "
+        f"seeds per cell); full ranking over all items; {_title(t)}. Device(s): "
+        f"{', '.join(devices) or '—'}. The paper's columns are its Table 1.",
+        "Bold: best of our rows in the column; underlined: second.",
+        f"On DreamRec's cells, * marks a difference to the best baseline of the column (better "
+        f"or worse: the last row gives its sign and size) with p < {ALPHA} in Welch's t-test "
+        f"over seeds, † the same in the paired Wilcoxon signed-rank test over test rows (each "
+        f"row's metric averaged over seeds), both after Holm's correction across the baselines; "
+        f"every p-value is in table1.csv.",
+    ]
+    for d, why in t.missing_data.items():
+        notes.append(f"{d}: data missing ({why}).")
+    return notes
+
+
+def _improvement_row(t: Table, fmt=lambda s: s) -> list[str]:
+    row = [fmt("DreamRec vs best baseline")]
+    for d in t.datasets:
+        for metric in METRICS:
+            best = best_baseline(t.cells, d, metric, t.models)
+            ours = t.cells.get((d, OURS))
+            if best is None or ours is None or ours.n == 0:
+                row += ["—", ""]
+                continue
+            rel = relative_improvement(ours.mean(metric), t.cells[(d, best)].mean(metric))
+            row += [f"{100 * rel:+.1f} % ({best})", ""]
+    return row
+
+
+def markdown(t: Table) -> str:
+    paper = paper_cells()
+    head = ["model"]
+    for d in t.datasets:
+        for metric in METRICS:
+            head += [f"{d} {METRIC_LABEL[metric]}", "paper"]
+    body = []
+    for model in t.models:
+        row = [PAPER_NAMES.get(model, model)]
+        for d in t.datasets:
+            for metric in METRICS:
+                row += [_cell_text(t, d, model, metric, lambda s: f"**{s}**", lambda s: f"<u>{s}</u>"),
+                        _paper_text(d, model, metric, paper)]
+        body.append(row)
+    body.append(_improvement_row(t, lambda s: f"*{s}*"))
+    return (tabulate(body, headers=head, tablefmt="github") + "\n\n"
+            + "\n".join(f"- {n}" for n in footnotes(t)) + "\n")
+
+
+def _tex_escape(s: str) -> str:
+    return (s.replace("\\", r"\textbackslash{}").replace("%", r"\%").replace("_", r"\_")
+            .replace("&", r"\&").replace("#", r"\#"))
+
+
+def latex(tables: list[Table]) -> str:
+    """A standalone LaTeX document holding every table (booktabs)."""
+    paper = paper_cells()
+    parts = [r"\documentclass{article}", r"\usepackage[margin=1cm,landscape]{geometry}",
+             r"\usepackage{booktabs}", r"\usepackage[utf8]{inputenc}",
+             r"\usepackage{textcomp}", r"\begin{document}", r"\scriptsize"]
+    for t in tables:
+        parts += [r"\begin{table}[h]", r"\centering",
+                  rf"\caption{{{_tex_escape(_title(t))}}}",
+                  r"\begin{tabular}{l" + "rr" * 2 * len(t.datasets) + "}", r"\toprule"]
+        parts.append(" & ".join(["Model"] + [rf"\multicolumn{{4}}{{c}}{{{_tex_escape(d)}}}"
+                                             for d in t.datasets]) + r" \\")
+        sub = ["model"]
+        for _ in t.datasets:
+            sub += ["HR@20", "paper", "NDCG@20", "paper"]
+        parts.append(" & ".join(sub) + r" \\ \midrule")
+        for model in t.models:
+            row = [PAPER_NAMES.get(model, model)]
+            for d in t.datasets:
+                for metric in METRICS:
+                    text = _cell_text(t, d, model, metric, lambda s: f"@B{s}@E", lambda s: f"@U{s}@E")
+                    text = (_tex_escape(text).replace("±", r"$\pm$").replace("†", r"$^\dagger$")
+                            .replace("*", r"$^*$"))
+                    text = text.replace("@B", r"\textbf{").replace("@U", r"\underline{").replace("@E", "}")
+                    row += [text, _tex_escape(_paper_text(d, model, metric, paper)).replace("±", r"$\pm$")]
+            parts.append(" & ".join(row) + r" \\")
+        imp = _improvement_row(t)
+        parts.append(r"\midrule")
+        parts.append(" & ".join(_tex_escape(c) for c in imp) + r" \\")
+        parts += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+        notes = [(_tex_escape(n).replace("±", r"$\pm$").replace("†", r"$^\dagger$")
+                  .replace("*", r"$^*$")) for n in footnotes(t)]
+        parts += [r"\begin{itemize}"] + [rf"\item {n}" for n in notes] + [r"\end{itemize}"]
+        parts.append(r"\bigskip")
+    parts.append(r"\end{document}")
+    return "\n".join(parts) + "\n"
+
+
+def csv_text(tables: list[Table]) -> str:
+    """One row per protocol x dataset x model x metric, with every p-value."""
+    paper = paper_cells()
+    fields = ["protocol", "quick", "dataset", "model", "metric", "seeds", "failed", "mean_pct",
+              "std_pct", "paper_mean_pct", "paper_std_pct", "rank", "welch_p", "welch_p_holm",
+              "wilcoxon_p", "wilcoxon_p_holm", "best_baseline", "rel_improvement_vs_best_baseline",
+              "note"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    for t in tables:
+        for d in t.datasets:
+            for metric in METRICS:
+                ranked = _ranked(t.cells, d, metric, t.models)
+                best = best_baseline(t.cells, d, metric, t.models)
+                for model in t.models:
+                    cell = t.cells.get((d, model))
+                    pc = paper.get((PAPER_NAMES.get(model, model), d))
+                    row: dict[str, Any] = {"protocol": t.protocol, "quick": t.quick, "dataset": d,
+                                           "model": model, "metric": metric}
+                    if pc:
+                        row["paper_mean_pct"] = pc[PAPER_KEY[metric] + "_mean"]
+                        row["paper_std_pct"] = pc[PAPER_KEY[metric] + "_std"]
+                    if d in t.missing_data:
+                        row["note"] = f"data missing: {t.missing_data[d]}"
+                    elif cell is None or cell.n == 0:
+                        row["note"] = "not run" if cell is None else "failed"
+                    if cell is not None and cell.n:
+                        m, s = mean_std(np.asarray(cell.values[metric]) * 100)
+                        row.update(seeds=cell.n, failed=cell.failed, mean_pct=f"{m:.4f}",
+                                   std_pct=f"{s:.4f}", rank=ranked.index(model) + 1)
+                    c = t.comparisons.get((d, metric, model))
+                    if c is not None:
+                        row.update(welch_p=c.welch_p, welch_p_holm=c.welch_p_holm,
+                                   wilcoxon_p=c.wilcoxon_p, wilcoxon_p_holm=c.wilcoxon_p_holm)
+                    if model == OURS and best and cell is not None and cell.n:
+                        row["best_baseline"] = best
+                        row["rel_improvement_vs_best_baseline"] = relative_improvement(
+                            cell.mean(metric), t.cells[(d, best)].mean(metric))
+                    w.writerow(row)
+    return buf.getvalue()
+
+
+def write(results_dir: Path, tables: list[Table], stem: str = "table1") -> dict[str, str]:
+    """Write ``<stem>.md``, ``.csv`` and ``.tex`` under ``results_dir`` atomically; returns the
+    texts."""
+    md = [f"# Table 1{' (QUICK LOOK)' if tables[0].quick else ''}", "",
+          "Produced by `python -m harness.reproduce_table1` from the records under `records/`; "
+          "do not edit.", ""]
+    for t in tables:
+        md += [f"## {_title(t)[0].upper()}{_title(t)[1:]}", "", markdown(t)]
+    texts = {"md": "\n".join(md), "csv": csv_text(tables), "tex": latex(tables)}
+    for ext, text in texts.items():
+        store.atomic_write(Path(results_dir) / f"{stem}.{ext}", lambda fh, s=text: fh.write(s.encode()))
+    return texts

@@ -1,0 +1,111 @@
+"""``python -m harness.reproduce_table1``: runs what is missing, survives SIGKILL, renders."""
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness import store
+from harness.reproduce_table1 import main
+
+SMALL = ["--datasets", "ml-100k", "--models", "gru4rec,dreamrec", "--seeds", "2", "--quick",
+         "--device", "cpu",
+         "--set", "gru4rec.embedding_size=16", "--set", "gru4rec.hidden_size=16",
+         "--set", "batch_size=1024", "--set", "dreamrec.timesteps=5",
+         "--set", "dreamrec.hidden_size=16"]
+
+
+def record_files(res):
+    return sorted((res / "records").glob("*/*/*/seed*.json"))
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory):
+    res = tmp_path_factory.mktemp("t1") / "res"
+    rc = main([*SMALL, "--jobs", "2", "--results-dir", str(res)])
+    return res, rc
+
+
+def test_runs_every_missing_seed_and_renders_three_files(reproduced):
+    res, rc = reproduced
+    assert rc == 0
+    assert len(record_files(res)) == 2 * 2 * 2  # models x seeds x protocols
+    md = (res / "table1.md").read_text()
+    assert "QUICK" in md and "| GRU4Rec" in md and "| DreamRec" in md
+    assert md.index("| GRU4Rec") < md.index("| DreamRec")  # the paper's row order
+    assert "PUBLISHED PROTOCOL" in md
+    rows = list(csv.DictReader((res / "table1.csv").open()))
+    ours = [r for r in rows if r["model"] == "dreamrec" and r["protocol"] == "validation"]
+    base = [r for r in rows if r["model"] == "gru4rec" and r["protocol"] == "validation"]
+    assert {r["metric"] for r in ours} == {"hr@20", "ndcg@20"}
+    assert all(r["seeds"] == "2" and r["quick"] == "True" for r in ours + base)
+    assert all(0 <= float(r["wilcoxon_p"]) <= 1 for r in base)  # DreamRec vs this baseline
+    assert all(r["best_baseline"] == "gru4rec" for r in ours)
+    tex = (res / "table1.tex").read_text()
+    assert tex.startswith(r"\documentclass") and tex.rstrip().endswith(r"\end{document}")
+    assert tex.count(r"\begin{tabular}") == 2
+
+
+def test_rerun_recomputes_nothing(reproduced, capsys):
+    res, _ = reproduced
+    before = {p: p.stat().st_mtime_ns for p in record_files(res)}
+    assert main([*SMALL, "--results-dir", str(res)]) == 0
+    assert "runs to do" not in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in record_files(res)} == before
+
+
+def test_a_corrupt_record_is_reported_and_rerun(reproduced, capsys):
+    res, _ = reproduced
+    bad = store.record_path(res, "ml-100k", "gru4rec", "validation", 1)
+    bad.write_text("{ half a record")
+    assert main([*SMALL, "--results-dir", str(res)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {bad} is corrupt or not a record; it will be rerun" in err
+    assert "1 runs to do" in err
+    assert json.loads(bad.read_text())["status"] == "ok"
+
+
+def test_killed_reproduction_leaves_no_orphans_and_the_rerun_keeps_finished_runs(tmp_path):
+    res = tmp_path / "res"
+    one_seed = [*SMALL, "--seeds", "1"]  # the last --seeds wins
+    cmd = [sys.executable, "-m", "harness.reproduce_table1", *one_seed, "--jobs", "1",
+           "--results-dir", str(res)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not record_files(res) and time.time() < deadline:
+        time.sleep(0.2)
+    finished = {p: p.stat().st_mtime_ns for p in record_files(res)}
+    assert finished, "no run finished in time"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(1.0)
+    orphans = subprocess.run(["pgrep", "-f", f"harness.run .*{res}"], capture_output=True, text=True)
+    assert orphans.stdout.strip() == ""  # the runs died with their parent
+    assert not (res / "table1.md").exists()
+    assert main([*one_seed, "--jobs", "2", "--results-dir", str(res)]) == 0
+    for p, mtime in finished.items():
+        assert p.stat().st_mtime_ns == mtime  # finished runs were not redone
+    assert len(record_files(res)) == 4 and (res / "table1.md").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--models", "bert4rec"], "unknown model 'bert4rec'; valid: "),
+    (["--datasets", "netflix"], "unknown dataset 'netflix'; valid: ml-100k, yc, ks, zhihu"),
+    (["--set", "bert4rec.lr=1"], "model 'bert4rec' is not in this table"),
+])
+def test_bad_names_list_the_valid_ones(tmp_path, capsys, args, message):
+    assert main([*args, "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("error: ")
+
+
+def test_a_table_without_records_names_the_missing_runs_and_the_command(tmp_path, capsys):
+    assert main([*SMALL, "--render-only", "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no finished runs" in err and "gru4rec/ml-100k/seed0" in err
+    assert "python -m harness.reproduce_table1" in err
+    assert not (tmp_path / "table1.md").exists()
