@@ -252,7 +252,7 @@ class DreamRec(SequentialRecommender):
     @torch.no_grad()
     def generate(
         self, history: Tensor, length: Tensor, generator: torch.Generator | None = None,
-        fast: bool = True, plan: SamplingPlan | None = None,
+        fast: bool = True, plan: SamplingPlan | None = None, w: float | None = None,
     ) -> Tensor:
         """Guided sampling of the oracle embedding, [B, H], with the configured sampler.
 
@@ -264,12 +264,12 @@ class DreamRec(SequentialRecommender):
         is split into its x_t, c and t parts, so the condition term is computed once per batch
         and the step term once per step; the samples equal the generic path's up to float
         rounding, from the same generator. Other denoisers run cond and uncond as one batched
-        call.
+        call. ``w`` overrides the configured guidance strength.
         """
         plan = plan or self.sampling_plan()
         c = self.encode(history, length)  # [B, H]
         B, H = c.shape
-        w = self.config.w
+        w = self.config.w if w is None else w
         x = torch.randn((B, H), generator=generator, device=c.device)
         # step terms are computed for all T steps, then the plan's are picked: the same values
         # bit for bit, whatever the plan

@@ -11,8 +11,9 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from pathlib import Path
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -64,6 +65,70 @@ def sample_negatives(target: Tensor, n_items: int, k: int,
     return draw + (draw >= target.unsqueeze(1)).long()
 
 
+@dataclass
+class EvalVariant:
+    """Another way of scoring with the model being trained (DreamRec with another guidance
+    strength w, say): ``score_fn(model)`` gives its ``(history, length, generator) -> scores``.
+
+    A variant is selected on validation by the run's own rule -- best validation NDCG@20, early
+    stopping after ``patience`` evaluations without a gain, the same evaluation generators --
+    while the model trains once: the training does not depend on how it is scored, so the
+    variant's result is the one a run of its own would give. Training goes on until every
+    variant (and the run's own scoring) has stopped.
+    """
+
+    name: str
+    score_fn: Callable[[SequentialRecommender], Callable[..., Tensor]]
+
+
+@dataclass
+class VariantResult:
+    """A variant's validation-selected epoch, its val and test evaluations there, its stopping
+    epoch and its validation curve [(epoch, metrics)]."""
+
+    best_epoch: int
+    stop_epoch: int
+    val: Evaluation
+    test: Evaluation
+    curve: list[tuple[int, dict[str, float]]]
+
+
+class _Selector:
+    """Early-stopping and best-state bookkeeping of one variant."""
+
+    def __init__(self, variant: EvalVariant) -> None:
+        self.variant = variant
+        self.best_key: tuple[float, float] | None = None
+        self.best_state: dict[str, Tensor] | None = None
+        self.best_epoch = -1
+        self.best_val: Evaluation | None = None
+        self.bad = 0
+        self.stop_epoch: int | None = None
+        self.curve: list[tuple[int, dict[str, float]]] = []
+
+    def update(self, epoch: int, val: Evaluation, model: SequentialRecommender,
+               patience: int) -> None:
+        self.curve.append((epoch, val.metrics))
+        if self.best_key is None or _key(val.metrics) > self.best_key:
+            self.best_key, self.best_epoch, self.best_val = _key(val.metrics), epoch, val
+            self.best_state = copy.deepcopy(model.state_dict())
+            self.bad = 0
+        else:
+            self.bad += 1
+        if self.bad >= patience:
+            self.stop_epoch = epoch
+
+    def to_saved(self) -> dict[str, Any]:
+        return {"best_key": self.best_key, "best_state": self.best_state,
+                "best_epoch": self.best_epoch, "best_val": _eval_to_saved(self.best_val),
+                "bad": self.bad, "stop_epoch": self.stop_epoch, "curve": self.curve}
+
+    def load(self, d: dict[str, Any]) -> None:
+        self.best_key, self.best_state, self.best_epoch = d["best_key"], d["best_state"], d["best_epoch"]
+        self.best_val = _eval_from_saved(d["best_val"])
+        self.bad, self.stop_epoch, self.curve = d["bad"], d["stop_epoch"], [tuple(c) for c in d["curve"]]
+
+
 class TrainingDiverged(HarnessError):
     """The loss became NaN or infinite; the run is recorded as failed."""
 
@@ -79,6 +144,7 @@ class TrainResult:
     published: tuple[int, Evaluation] | None  # (epoch, test evaluation) with best test NDCG@20
     history: list[dict[str, Any]] = field(default_factory=list)
     wall: dict[str, float] = field(default_factory=dict)
+    variants: dict[str, VariantResult] = field(default_factory=dict)
 
 
 def _key(metrics: dict[str, float]) -> tuple[float, float]:
@@ -148,6 +214,7 @@ def _train(
     log_evals: bool = False,
     checkpoint: Path | None = None,
     checkpoint_key: str = "",
+    variants: list[EvalVariant] | None = None,
 ) -> TrainResult:
     """The training run behind :func:`train`.
 
@@ -161,6 +228,9 @@ def _train(
     and a run that finds a checkpoint of the same ``checkpoint_key`` resumes from it: a run
     killed at any point and restarted gives the result it would have given uninterrupted. The
     caller removes the file once the run's records are written.
+
+    ``variants`` (:class:`EvalVariant`) are selected alongside the run's own scoring; their
+    results come back in ``TrainResult.variants``.
     """
     model.to(device)
     rng = np.random.default_rng(seed)
@@ -177,16 +247,21 @@ def _train(
     n_rows, bs = len(tr), config.batch_size
     n_neg = model.n_negatives  # drawn from ``gen``; a model without negatives draws none
 
-    def run_eval(split: str, epoch: int) -> Evaluation:
+    def run_eval(split: str, epoch: int, score_fn=None) -> Evaluation:
         model.eval()
         try:
             return evaluate(
-                model.full_sort_predict, splits.split(split), splits.n_items, device,
-                config.eval_batch_size, eval_generator(device, seed, epoch, split),
+                score_fn or model.full_sort_predict, splits.split(split), splits.n_items,
+                device, config.eval_batch_size, eval_generator(device, seed, epoch, split),
                 mask_history=config.mask_history,
             )
         finally:
             model.train()
+
+    selectors = [_Selector(v) for v in variants or []]
+    if len({v.name for v in variants or []}) != len(selectors):
+        raise ValueError("evaluation variants need distinct names")
+    own_stop: int | None = None  # epoch at which the run's own scoring stopped
 
     best_key: tuple[float, float] | None = None
     best_state: dict[str, torch.Tensor] | None = None
@@ -198,7 +273,7 @@ def _train(
     t_train = t_eval = 0.0
     first_epoch_s = 0.0
     epoch = -1
-    start = 0
+    first = 0
     saved = _load_checkpoint(checkpoint, checkpoint_key)
     if saved is not None:
         model.load_state_dict(saved["model"])
@@ -214,14 +289,20 @@ def _train(
         pub = None if saved["pub"] is None else (saved["pub"][0], _eval_from_saved(saved["pub"][1]))
         bad_evals, log = saved["bad_evals"], saved["log"]
         t_train, t_eval, first_epoch_s = saved["t_train"], saved["t_eval"], saved["first_epoch_s"]
+        own_stop = saved.get("own_stop")
+        for sel in selectors:
+            sel.load(saved["variants"][sel.variant.name])
         epoch = saved["epoch"]
-        start = epoch + 1
+        first = epoch + 1
         if log_evals:
             print(f"{desc}: resumed after epoch {saved['epoch']} from {checkpoint}",
                   file=sys.stderr, flush=True)
     model.train()
-    finished = bad_evals >= config.patience or start >= config.max_epochs
-    bar = tqdm(range(start, config.max_epochs if not finished else start), desc=desc,
+    def all_stopped() -> bool:
+        return own_stop is not None and all(sel.stop_epoch is not None for sel in selectors)
+
+    finished = all_stopped() or first >= config.max_epochs
+    bar = tqdm(range(first, config.max_epochs if not finished else first), desc=desc,
                disable=not progress, leave=False)
     for epoch in bar:
         t0 = time.perf_counter()
@@ -246,7 +327,7 @@ def _train(
             raise TrainingDiverged(f"training loss became {mean_loss} in epoch {epoch}")
         entry: dict[str, Any] = {"epoch": epoch, "loss": mean_loss}
         last = epoch == config.max_epochs - 1
-        if (epoch + 1) % config.eval_every == 0 or last:
+        if ((epoch + 1) % config.eval_every == 0 or last) and own_stop is None:
             t0 = time.perf_counter()
             val = run_eval("val", epoch)
             entry["val"] = val.metrics
@@ -263,6 +344,8 @@ def _train(
                 bad_evals = 0
             else:
                 bad_evals += 1
+            if bad_evals >= config.patience:
+                own_stop = epoch
             bar.set_postfix(loss=f"{mean_loss:.4f}", val_ndcg20=f"{val.metrics['ndcg@20']:.4f}",
                             best=best_epoch)
             if log_evals:
@@ -270,8 +353,17 @@ def _train(
                 print(f"{desc} epoch {epoch}: loss {mean_loss:.4f} val NDCG@20 "
                       f"{val.metrics['ndcg@20']:.4f}{extra} (best epoch {best_epoch}, "
                       f"{t_train + t_eval:.0f} s)", file=sys.stderr, flush=True)
+        if ((epoch + 1) % config.eval_every == 0 or last) and selectors:
+            t0 = time.perf_counter()
+            entry["variants"] = {}
+            for sel in selectors:
+                if sel.stop_epoch is None:
+                    ev = run_eval("val", epoch, sel.variant.score_fn(model))
+                    sel.update(epoch, ev, model, config.patience)
+                    entry["variants"][sel.variant.name] = ev.metrics
+            t_eval += time.perf_counter() - t0
         log.append(entry)
-        if checkpoint is not None and "val" in entry:
+        if checkpoint is not None and ("val" in entry or "variants" in entry):
             _save_checkpoint(checkpoint, {
                 "key": checkpoint_key, "epoch": epoch, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "numpy_rng": rng.bit_generator.state,
@@ -281,12 +373,25 @@ def _train(
                 "best_val": _eval_to_saved(best_val), "best_test": _eval_to_saved(best_test),
                 "pub": None if pub is None else (pub[0], _eval_to_saved(pub[1])),
                 "bad_evals": bad_evals, "log": log, "t_train": t_train, "t_eval": t_eval,
-                "first_epoch_s": first_epoch_s,
+                "first_epoch_s": first_epoch_s, "own_stop": own_stop,
+                "variants": {sel.variant.name: sel.to_saved() for sel in selectors},
             })
-        if bad_evals >= config.patience:
+        if all_stopped():
             break
     bar.close()
     assert best_state is not None and best_val is not None
+    last_epoch = epoch
+    variant_results: dict[str, VariantResult] = {}
+    for sel in selectors:  # each variant: test once, on its own selected state
+        assert sel.best_state is not None and sel.best_val is not None
+        model.load_state_dict(sel.best_state)
+        t0 = time.perf_counter()
+        test = run_eval("test", sel.best_epoch, sel.variant.score_fn(model))
+        t_eval += time.perf_counter() - t0
+        variant_results[sel.variant.name] = VariantResult(
+            sel.best_epoch, sel.stop_epoch if sel.stop_epoch is not None else last_epoch,
+            sel.best_val, test, sel.curve)
+    epoch = own_stop if own_stop is not None else last_epoch
     model.load_state_dict(best_state)
     if best_test is None:  # validation protocol: test once, on the restored state
         t0 = time.perf_counter()
@@ -299,4 +404,5 @@ def _train(
         wall={"train_s": t_train, "eval_s": t_eval,
               "train_s_per_epoch_after_first": (t_train - first_epoch_s) / max(epoch, 1),
               "resumed": saved is not None},
+        variants=variant_results,
     )

@@ -82,3 +82,64 @@ def test_flush_denormal_is_on_for_the_run_only(monkeypatch):
     fit(seed=0, max_epochs=1, eval_every=1, flush_denormal=True)
     assert calls == [True, False]
     assert torch.tensor([1e-40]).item() != 0  # the default is back: subnormals kept
+
+
+def _guided(w):
+    def score_fn(model):
+        return lambda h, ln, g: model.item_scores(model.generate(h, ln, g, w=w))
+    return score_fn
+
+
+def test_a_variant_is_selected_as_a_run_of_its_own_would_be():
+    """DreamRec trained once with w = 2 and a w = 0 variant: the variant's selected epoch, val
+    and test equal those of a run trained with w = 0 (training does not depend on w)."""
+    from harness.train import EvalVariant
+    splits = chain_splits(n_items=40, n_train=600, n_eval=100)
+    cfg = TrainConfig(lr=1e-2, max_epochs=12, eval_every=2, patience=2, batch_size=64)
+
+    def fit(w, variants=None):
+        torch.manual_seed(0)
+        m = DreamRec(splits.n_items, DreamRecConfig(hidden_size=16, timesteps=8, w=w))
+        return train(m, splits, cfg, 0, torch.device("cpu"), progress=False, variants=variants)
+
+    both = fit(2.0, [EvalVariant("w0", _guided(0.0)), EvalVariant("w2", _guided(2.0))])
+    alone0, alone2 = fit(0.0), fit(2.0)
+    v0, v2 = both.variants["w0"], both.variants["w2"]
+    assert (v0.best_epoch, v0.val.metrics, v0.test.metrics) == (
+        alone0.best_epoch, alone0.val.metrics, alone0.test.metrics)
+    assert np.array_equal(v0.test.ranks, alone0.test.ranks)
+    # a variant scoring as the run itself does reproduces the run's own selection
+    assert (v2.best_epoch, v2.test.metrics) == (both.best_epoch, both.test.metrics)
+    assert (both.best_epoch, both.test.metrics, both.epochs_run) == (
+        alone2.best_epoch, alone2.test.metrics, alone2.epochs_run)
+    assert v0.curve[0][0] == 1 and all(e % 2 == 1 for e, _ in v0.curve)
+
+
+def test_a_run_with_variants_interrupted_and_resumed_gives_the_same_result(tmp_path):
+    from harness.train import EvalVariant
+    splits = chain_splits(n_items=40, n_train=600, n_eval=100)
+    cfg = TrainConfig(lr=1e-2, max_epochs=10, eval_every=2, patience=3, batch_size=64)
+    calls = {"n": 0}
+
+    def flaky(model):  # the third variant evaluation is interrupted, once
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return _guided(0.0)(model)
+
+    def fit(score_fn, ckpt=None):
+        torch.manual_seed(0)
+        m = DreamRec(splits.n_items, DreamRecConfig(hidden_size=16, timesteps=8, w=2.0))
+        return train(m, splits, cfg, 0, torch.device("cpu"), progress=False, checkpoint=ckpt,
+                     checkpoint_key="k", variants=[EvalVariant("w0", score_fn)])
+
+    ref = fit(_guided(0.0))
+    ckpt = tmp_path / "ck.pt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(flaky, ckpt)
+    assert ckpt.exists()
+    got = fit(flaky, ckpt)
+    assert got.wall["resumed"] is True
+    assert (got.best_epoch, got.test.metrics, got.history) == (ref.best_epoch, ref.test.metrics, ref.history)
+    assert (got.variants["w0"].best_epoch, got.variants["w0"].test.metrics, got.variants["w0"].curve) == (
+        ref.variants["w0"].best_epoch, ref.variants["w0"].test.metrics, ref.variants["w0"].curve)
