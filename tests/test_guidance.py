@@ -1,0 +1,49 @@
+"""``python -m harness.guidance``: one training per seed, every w selected as its own run."""
+
+import json
+
+import pytest
+
+from harness import guidance, store
+from harness.run import main as run_main
+
+TINY = ["--set", "eval_every=1", "--set", "max_epochs=3", "--set", "timesteps=5",
+        "--set", "hidden_size=16", "--threads", "1"]
+
+
+def test_sweep_reproduces_the_run_at_the_config_w_and_renders(tmp_path, capsys):
+    res = tmp_path / "res"
+    assert run_main(["--dataset", "ml-100k", "--results-dir", str(res), "--seeds", "1",
+                     "--no-progress", *TINY]) == 0
+    assert guidance.main(["--dataset", "ml-100k", "--w", "0,2,6", "--seeds", "1",
+                          "--results-dir", str(res), *TINY]) == 0
+    rec = json.loads(guidance.seed_path(res, "ml-100k", 0).read_text())
+    assert rec["own_w"] == 2.0 and rec["own_w_matches_run_record"] is True
+    assert list(rec["w"]) == ["w=0", "w=2", "w=6"]
+    run = json.loads(store.record_path(res, "ml-100k", "dreamrec", "validation", 0).read_text())
+    assert rec["w"]["w=2"]["test"] == run["test"]
+    assert rec["w"]["w=2"]["selected_epoch"] == run["selected_epoch"]
+    for r in rec["w"].values():
+        assert [e for e, _ in r["val_curve"]][:1] == [0]
+        best = max(r["val_curve"], key=lambda c: (c[1]["ndcg@20"], c[1]["hr@20"]))
+        assert r["selected_epoch"] == best[0] and r["val"] == best[1]
+    assert not store.checkpoint_path(res, "ml-100k", "dreamrec-guidance", 0).exists()
+    md = (res / "guidance.md").read_text()
+    assert "| 2 (config)" in md and "## ml-100k" in md
+    for ext in ("png", "pdf"):
+        assert (res / "figures" / f"guidance.{ext}").stat().st_size > 1000
+    capsys.readouterr()
+    assert guidance.main(["--dataset", "ml-100k", "--w", "0,2", "--seeds", "1",
+                          "--results-dir", str(res), *TINY]) == 0
+    assert "every w already measured" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--w", "a,b"], "--w takes comma-separated numbers"),
+    (["--w", "-1"], "--w takes guidance strengths >= 0"),
+    (["--render-only"], "no guidance records"),
+])
+def test_bad_input(tmp_path, capsys, args, message):
+    assert guidance.main(["--results-dir", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
