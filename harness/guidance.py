@@ -9,7 +9,9 @@ w would select, since w enters generation only. Example::
 
 One JSON per seed goes to ``results/guidance/<dataset>/`` (an interrupted command resumes the
 seed in progress from its checkpoint and skips finished seeds); ``results/guidance.md`` and
-``results/figures/guidance.png``/``.pdf`` are rendered from every seed file present.
+``results/figures/guidance.png``/``.pdf`` are rendered from every seed file present. The
+config's own selected state is kept as ``harness.run --save-model`` keeps it, so
+``harness.sampling`` needs no training after this command.
 """
 
 from __future__ import annotations
@@ -66,6 +68,10 @@ def run_seed(spec, splits, model_cfg, train_cfg, seed: int, device, base: dict[s
     result = train(model, splits, train_cfg, seed, device, progress=False,
                    desc=f"guidance/{dataset} seed {seed}", log_evals=True, checkpoint=ckpt,
                    checkpoint_key=key, variants=variants)
+    state = store.state_path(store.default_model_dir(), dataset, "dreamrec", chash, seed)
+    if not state.exists():  # the config's own selected state, for harness.sampling to reuse
+        store.save_state(state, model.state_dict(), selected_epoch=result.best_epoch,
+                         config_hash=chash)
     out: dict[str, Any] = {}
     for w in ws:
         if w == own:

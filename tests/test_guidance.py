@@ -11,7 +11,8 @@ TINY = ["--set", "eval_every=1", "--set", "max_epochs=3", "--set", "timesteps=5"
         "--set", "hidden_size=16", "--threads", "1"]
 
 
-def test_sweep_reproduces_the_run_at_the_config_w_and_renders(tmp_path, capsys):
+def test_sweep_reproduces_the_run_at_the_config_w_and_renders(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HARNESS_MODEL_DIR", str(tmp_path / "models"))
     res = tmp_path / "res"
     assert run_main(["--dataset", "ml-100k", "--results-dir", str(res), "--seeds", "1",
                      "--no-progress", *TINY]) == 0
@@ -28,6 +29,9 @@ def test_sweep_reproduces_the_run_at_the_config_w_and_renders(tmp_path, capsys):
         best = max(r["val_curve"], key=lambda c: (c[1]["ndcg@20"], c[1]["hr@20"]))
         assert r["selected_epoch"] == best[0] and r["val"] == best[1]
     assert not store.checkpoint_path(res, "ml-100k", "dreamrec-guidance", 0).exists()
+    saved = store.load_state(store.state_path(tmp_path / "models", "ml-100k", "dreamrec",
+                                              run["config_hash"], 0))
+    assert saved["selected_epoch"] == run["selected_epoch"]
     md = (res / "guidance.md").read_text()
     assert "| 2 (config)" in md and "## ml-100k" in md
     for ext in ("png", "pdf"):
