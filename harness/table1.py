@@ -350,6 +350,32 @@ def csv_text(tables: list[Table]) -> str:
     return buf.getvalue()
 
 
+def timing(results_dir: Path, datasets: list[str], models: list[str]) -> str:
+    """Run time per dataset x model from the records (each seed's ``wall.total_s``: training and
+    every evaluation, in its own process; one training serves both protocols)."""
+    rows, totals = [], {}
+    for d in datasets:
+        for m in models:
+            walls = []
+            for path in sorted((Path(results_dir) / "records" / d / m / "validation").glob("seed*.json")):
+                rec = store.read_record(path)
+                if rec and rec.get("status") == "ok" and "total_s" in rec.get("wall", {}):
+                    walls.append(rec["wall"]["total_s"] / 60)
+            if walls:
+                m_, s_ = mean_std(walls)
+                rows.append([d, row_label(m), len(walls), f"{m_:.1f} ± {s_:.1f}", f"{sum(walls):.0f}"])
+                totals[d] = totals.get(d, 0.0) + sum(walls)
+    if not rows:
+        return ""
+    text = tabulate(rows, headers=["dataset", "model", "seeds", "minutes per seed",
+                                   "minutes, all seeds"], tablefmt="github")
+    text += "\n\n" + "\n".join(
+        f"- {d}: {t:.0f} minutes of runs in all; run two at a time on two cores "
+        f"(`--jobs 2`), about {t / 2:.0f} minutes of wall time if they pack evenly."
+        for d, t in totals.items())
+    return text + "\n"
+
+
 def write(results_dir: Path, tables: list[Table], stem: str = "table1") -> dict[str, str]:
     """Write ``<stem>.md``, ``.csv`` and ``.tex`` under ``results_dir`` atomically; returns the
     texts."""
@@ -358,6 +384,12 @@ def write(results_dir: Path, tables: list[Table], stem: str = "table1") -> dict[
           "do not edit.", ""]
     for t in tables:
         md += [f"## {_title(t)[0].upper()}{_title(t)[1:]}", "", markdown(t)]
+    t = tables[0]
+    run_time = timing(results_dir, t.datasets, t.models)
+    if run_time:
+        md += ["## Run time", "", "Minutes per run as each record measured it (training and every "
+               "evaluation, one torch thread per run unless the record says otherwise; other jobs "
+               "on the machine slow them).", "", run_time]
     texts = {"md": "\n".join(md), "csv": csv_text(tables), "tex": latex(tables)}
     for ext, text in texts.items():
         store.atomic_write(Path(results_dir) / f"{stem}.{ext}", lambda fh, s=text: fh.write(s.encode()))
