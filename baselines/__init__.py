@@ -6,9 +6,11 @@ A new model joins the harness by implementing :class:`SequentialRecommender`, ad
 and adding a config file per dataset under ``harness/configs/``.
 """
 
+from baselines.adaranker import AdaRanker, AdaRankerConfig
 from baselines.cl4srec import CL4SRec, CL4SRecConfig
 from baselines.contract import Batch, SequentialRecommender
 from baselines.diffrec import DiffRec, DiffRecConfig
+from baselines.ips import IPS, IPSConfig
 from baselines.recbole_models import (
     Caser,
     CaserConfig,
@@ -22,6 +24,8 @@ REGISTRY: dict[str, tuple[type, type]] = {
     "gru4rec": (GRU4RecConfig, GRU4Rec),
     "caser": (CaserConfig, Caser),
     "sasrec": (SASRecConfig, SASRec),
+    "ips": (IPSConfig, IPS),
+    "adaranker": (AdaRankerConfig, AdaRanker),
     "cl4srec": (CL4SRecConfig, CL4SRec),
     "diffrec": (DiffRecConfig, DiffRec),
 }

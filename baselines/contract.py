@@ -38,6 +38,9 @@ class SequentialRecommender(nn.Module):
 
     #: negatives per positive the trainer draws for this model (0: none, DreamRec's case).
     n_negatives: int = 0
+    #: epochs the trainer runs before it starts evaluating (a model that trains a part of
+    #: itself first, as S-IPS its propensity model); early stopping counts from there.
+    warmup_epochs: int = 0
 
     def __init__(self, n_items: int) -> None:
         super().__init__()
@@ -46,6 +49,9 @@ class SequentialRecommender(nn.Module):
     @property
     def pad_id(self) -> int:
         return self.n_items
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer before each training epoch (0-based); nothing by default."""
 
     def calculate_loss(self, batch: Batch) -> Tensor:
         """Training loss of one batch, a scalar tensor."""

@@ -32,6 +32,12 @@ METRIC_LABEL = {"hr@20": "HR@20", "ndcg@20": "NDCG@20"}
 PAPER_KEY = {"hr@20": "hr20", "ndcg@20": "ndcg20"}
 ALPHA = 0.05
 OURS = "dreamrec"
+#: rows reimplemented from their papers (no public code in the DreamRec or DROS releases)
+REIMPLEMENTED = ("ips", "adaranker")
+
+
+def row_label(model: str) -> str:
+    return PAPER_NAMES.get(model, model) + (" ‡" if model in REIMPLEMENTED else "")
 
 
 @dataclass
@@ -216,6 +222,10 @@ def footnotes(t: Table) -> list[str]:
         f"row's metric averaged over seeds), both after Holm's correction across the baselines; "
         f"every p-value is in table1.csv.",
     ]
+    if any(m in REIMPLEMENTED for m in t.models):
+        notes.append("‡ Reimplemented from the paper by this harness (neither the DreamRec nor "
+                     "the DROS code release contains it); see baselines/ips.py and "
+                     "baselines/adaranker.py for what each covers.")
     for d, why in t.missing_data.items():
         notes.append(f"{d}: data missing ({why}).")
     return notes
@@ -243,7 +253,7 @@ def markdown(t: Table) -> str:
             head += [f"{d} {METRIC_LABEL[metric]}", "paper"]
     body = []
     for model in t.models:
-        row = [PAPER_NAMES.get(model, model)]
+        row = [row_label(model)]
         for d in t.datasets:
             for metric in METRICS:
                 row += [_cell_text(t, d, model, metric, lambda s: f"**{s}**", lambda s: f"<u>{s}</u>"),
@@ -276,7 +286,7 @@ def latex(tables: list[Table]) -> str:
             sub += ["HR@20", "paper", "NDCG@20", "paper"]
         parts.append(" & ".join(sub) + r" \\ \midrule")
         for model in t.models:
-            row = [PAPER_NAMES.get(model, model)]
+            row = [_tex_escape(row_label(model)).replace("‡", r"$^\ddagger$")]
             for d in t.datasets:
                 for metric in METRICS:
                     text = _cell_text(t, d, model, metric, lambda s: f"@B{s}@E", lambda s: f"@U{s}@E")

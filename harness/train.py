@@ -305,6 +305,7 @@ def _train(
     bar = tqdm(range(first, config.max_epochs if not finished else first), desc=desc,
                disable=not progress, leave=False)
     for epoch in bar:
+        model.set_epoch(epoch)
         t0 = time.perf_counter()
         perm = torch.from_numpy(rng.permutation(n_rows)).to(device)
         loss_sum = torch.zeros((), device=device)
@@ -327,7 +328,9 @@ def _train(
             raise TrainingDiverged(f"training loss became {mean_loss} in epoch {epoch}")
         entry: dict[str, Any] = {"epoch": epoch, "loss": mean_loss}
         last = epoch == config.max_epochs - 1
-        if ((epoch + 1) % config.eval_every == 0 or last) and own_stop is None:
+        # no evaluation during a model's warm-up epochs (unless the run ends in them)
+        due = ((epoch + 1) % config.eval_every == 0 and epoch >= model.warmup_epochs) or last
+        if due and own_stop is None:
             t0 = time.perf_counter()
             val = run_eval("val", epoch)
             entry["val"] = val.metrics
@@ -353,7 +356,7 @@ def _train(
                 print(f"{desc} epoch {epoch}: loss {mean_loss:.4f} val NDCG@20 "
                       f"{val.metrics['ndcg@20']:.4f}{extra} (best epoch {best_epoch}, "
                       f"{t_train + t_eval:.0f} s)", file=sys.stderr, flush=True)
-        if ((epoch + 1) % config.eval_every == 0 or last) and selectors:
+        if due and selectors:
             t0 = time.perf_counter()
             entry["variants"] = {}
             for sel in selectors:

@@ -12,7 +12,7 @@ from tests.helpers import chain_splits
 
 N_ITEMS = 100
 SMALL = {"dreamrec": {"hidden_size": 32, "timesteps": 20}}  # DreamRec's T=500 is slow to sample
-LR = {"dreamrec": 1e-2, "diffrec": 1e-3}
+LR = {"dreamrec": 1e-2, "diffrec": 1e-3, "adaranker": 3e-3}
 
 
 def build(name):
