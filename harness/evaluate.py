@@ -2,7 +2,9 @@
 
 Every row of a split is scored against all ``n_items`` real items (the pad id is not a column:
 a model returning any other width is rejected), batched so memory stays bounded. The result
-keeps each row's rank of its target; HR@K and NDCG@K per row follow from it.
+keeps each row's rank of its target; HR@K and NDCG@K per row follow from it. It also reports coverage@20,
+the share of the items that some row gets in its top 20: a diagnostic that exposes a model
+recommending the same items to every row, whatever its HR.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from harness.errors import HarnessError
 
 KS: tuple[int, ...] = (10, 20, 50)
 _RANK_BLOCK = 32  # rows per comparison block in target_ranks
+#: coverage@K: the fraction of the items that appear in at least one row's top K. A model that
+#: ranks every row alike (a collapsed one) covers K / n_items, however many targets it hits.
+COVERAGE_K = 20
 
 ScoreFn = Callable[[Tensor, Tensor, torch.Generator | None], Tensor]
 
@@ -90,6 +95,7 @@ def evaluate(
     if N == 0:
         raise HarnessError("cannot evaluate an empty split")
     ranks = np.empty(N, dtype=np.int64)
+    recommended = torch.zeros(n_items, dtype=torch.bool, device=device)  # in some top-K list
     history = torch.from_numpy(split.history)
     length = torch.from_numpy(split.length)
     target = torch.from_numpy(split.target)
@@ -111,4 +117,7 @@ def evaluate(
             rows = torch.arange(h.shape[0], device=device).unsqueeze(1).expand_as(h)
             scores = scores.index_put((rows[real], h[real]), torch.tensor(float("-inf"), device=device))
         ranks[sl] = target_ranks(scores, tg).cpu().numpy()
-    return Evaluation(ranks=ranks, metrics=summarize(ranks))
+        recommended[scores.topk(min(COVERAGE_K, n_items), dim=1).indices.flatten()] = True
+    metrics = summarize(ranks)
+    metrics[f"coverage@{COVERAGE_K}"] = float(recommended.float().mean())
+    return Evaluation(ranks=ranks, metrics=metrics)

@@ -86,7 +86,7 @@ def run_seed(spec, splits, model_cfg, train_cfg, seed: int, device, base: dict[s
     run_rec = store.read_record(store.record_path(results_dir, dataset, "dreamrec", "validation", seed))
     matches = None
     if run_rec and run_rec.get("config_hash") == chash and run_rec.get("status") == "ok":
-        matches = run_rec["test"] == result.test.metrics
+        matches = all(result.test.metrics.get(k) == v for k, v in run_rec["test"].items())
     store.write_json(path, dict(
         base, schema=SCHEMA, seed=seed, device=str(device), torch_threads=torch.get_num_threads(),
         created=store.now_iso(), own_w=own, wall=result.wall,

@@ -134,7 +134,8 @@ def run_seed(spec, splits, model_cfg, train_cfg, seed, device, base, chash, args
                                                   "validation", seed))
     matches = None
     if run_rec and run_rec.get("config_hash") == chash and run_rec.get("status") == "ok":
-        matches = run_rec["test"] == ddpm["test"] and run_rec["selected_epoch"] == epoch
+        matches = (all(ddpm["test"].get(k) == v for k, v in run_rec["test"].items())
+                   and run_rec["selected_epoch"] == epoch)
     rec = dict(base, schema=SCHEMA, seed=seed, device=str(device),
                torch_threads=torch.get_num_threads(), cpu=f"{os.cpu_count()} cores, "
                f"{platform.machine()}", load_avg_1min=load, created=store.now_iso(),

@@ -51,6 +51,7 @@ class Cell:
     seeds: list[int] = field(default_factory=list)
     failed: int = 0
     devices: set[str] = field(default_factory=set)
+    n_items: int = 0
 
     @property
     def n(self) -> int:
@@ -81,8 +82,11 @@ def load_cells(results_dir: Path, protocol: str, datasets: list[str],
                 except (OSError, KeyError, ValueError):
                     continue
                 cell.seeds.append(int(rec["seed"]))
+                cell.n_items = int(rec.get("n_items", 0))
                 cell.devices.add(str(rec.get("device", "?")))
                 rows = row_metrics(ranks, (20,))
+                if "coverage@20" in rec["test"]:
+                    cell.values.setdefault("coverage@20", []).append(float(rec["test"]["coverage@20"]))
                 for m in METRICS:
                     cell.values.setdefault(m, []).append(float(rec["test"][m]))
                     per_row[m].append(rows[m])
@@ -222,6 +226,13 @@ def footnotes(t: Table) -> list[str]:
         f"row's metric averaged over seeds), both after Holm's correction across the baselines; "
         f"every p-value is in table1.csv.",
     ]
+    for d in t.datasets:
+        cov = [f"{row_label(m)} {100 * np.mean(t.cells[(d, m)].values['coverage@20']):.1f}"
+               for m in t.models if (d, m) in t.cells and "coverage@20" in t.cells[(d, m)].values]
+        if cov:
+            notes.append(f"{d}, top-20 coverage (% of the items in at least one test row's top "
+                         f"20; a model ranking every row alike covers {2000 / max(1, _n_items(t, d)):.1f} %), "
+                         f"mean over seeds: {', '.join(cov)}.")
     if any(m in REIMPLEMENTED for m in t.models):
         notes.append("‡ Reimplemented from the paper by this harness (neither the DreamRec nor "
                      "the DROS code release contains it); see baselines/ips.py and "
@@ -229,6 +240,13 @@ def footnotes(t: Table) -> list[str]:
     for d, why in t.missing_data.items():
         notes.append(f"{d}: data missing ({why}).")
     return notes
+
+
+def _n_items(t: Table, dataset: str) -> int:
+    for (d, _), c in t.cells.items():
+        if d == dataset and c.n_items:
+            return c.n_items
+    return 0
 
 
 def _improvement_row(t: Table, fmt=lambda s: s) -> list[str]:
@@ -313,7 +331,7 @@ def csv_text(tables: list[Table]) -> str:
     fields = ["protocol", "quick", "dataset", "model", "metric", "seeds", "failed", "mean_pct",
               "std_pct", "paper_mean_pct", "paper_std_pct", "rank", "welch_p", "welch_p_holm",
               "wilcoxon_p", "wilcoxon_p_holm", "best_baseline", "rel_improvement_vs_best_baseline",
-              "note"]
+              "coverage20_pct", "note"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields)
     w.writeheader()
@@ -338,6 +356,8 @@ def csv_text(tables: list[Table]) -> str:
                         m, s = mean_std(np.asarray(cell.values[metric]) * 100)
                         row.update(seeds=cell.n, failed=cell.failed, mean_pct=f"{m:.4f}",
                                    std_pct=f"{s:.4f}", rank=ranked.index(model) + 1)
+                        if "coverage@20" in cell.values:
+                            row["coverage20_pct"] = f"{100 * np.mean(cell.values['coverage@20']):.2f}"
                     c = t.comparisons.get((d, metric, model))
                     if c is not None:
                         row.update(welch_p=c.welch_p, welch_p_holm=c.welch_p_holm,

@@ -80,3 +80,18 @@ def test_empty_split_is_an_error():
     empty = Split(np.zeros((0, 10), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
     with pytest.raises(HarnessError, match="empty"):
         evaluate(lambda h, ln, g: torch.zeros(0, 5), empty, 5)
+
+
+def test_coverage_is_the_share_of_items_in_some_top_20():
+    split = _split(300, 100)
+    same = torch.arange(100, dtype=torch.float32)  # every row ranks items 99..80 first
+
+    ev = evaluate(lambda h, ln, g: same.expand(h.shape[0], 100), split, 100, batch_size=64)
+    assert ev.metrics["coverage@20"] == pytest.approx(0.20)  # a constant ranking: 20 of 100
+    # rows that rank by their first history item spread their top 20 over every item
+    ev = evaluate(lambda h, ln, g: -((torch.arange(100) - h[:, :1]) % 100).float(), split, 100,
+                  batch_size=64)
+    firsts = set(split.history[:, 0].tolist())
+    covered = {(f + j) % 100 for f in firsts for j in range(20)}
+    assert ev.metrics["coverage@20"] == pytest.approx(len(covered) / 100)
+    assert ev.metrics["coverage@20"] > 0.9

@@ -45,6 +45,7 @@ def test_runs_every_missing_seed_and_renders_three_files(reproduced):
     assert all(r["seeds"] == "2" and r["quick"] == "True" for r in ours + base)
     assert all(0 <= float(r["wilcoxon_p"]) <= 1 for r in base)  # DreamRec vs this baseline
     assert all(r["best_baseline"] == "gru4rec" for r in ours)
+    assert all(0 < float(r["coverage20_pct"]) <= 100 for r in ours + base)
     tex = (res / "table1.tex").read_text()
     assert tex.startswith(r"\documentclass") and tex.rstrip().endswith(r"\end{document}")
     assert tex.count(r"\begin{tabular}") == 2

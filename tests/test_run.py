@@ -39,7 +39,9 @@ def test_records_hold_metrics_and_provenance(finished):
             assert rec["status"] == "ok" and rec["seed"] == seed and rec["protocol"] == protocol
             assert rec["config"]["model"]["timesteps"] == 5
             assert rec["config"]["train"]["max_epochs"] == 2
-            assert set(rec["test"]) == {f"{m}@{k}" for m in ("hr", "ndcg") for k in (10, 20, 50)}
+            assert set(rec["test"]) == {f"{m}@{k}" for m in ("hr", "ndcg") for k in (10, 20, 50)} | {
+                "coverage@20"}
+            assert 0 < rec["test"]["coverage@20"] <= 1
             assert len(rec["data_checksum"]) == 64 and rec["versions"]["torch"]
             assert rec["device"] == "cpu" and rec["epochs_run"] == 2
             assert "commit" in rec["git"] and rec["wall"]["total_s"] > 0
