@@ -51,3 +51,23 @@ def test_bad_input(tmp_path, capsys, args, message):
     assert guidance.main(["--results-dir", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
+
+
+def test_diagnose_reports_concentration_and_names_a_missing_state(tmp_path, capsys, monkeypatch):
+    from harness import diagnose
+    monkeypatch.setenv("HARNESS_MODEL_DIR", str(tmp_path / "models"))
+    sets = ["--set", "eval_every=1", "--set", "max_epochs=1", "--set", "timesteps=5",
+            "--set", "hidden_size=16"]
+    assert diagnose.main(["--dataset", "ml-100k", *sets]) == 2
+    assert "no saved state for dreamrec on ml-100k" in capsys.readouterr().err
+    assert run_main(["--dataset", "ml-100k", "--results-dir", str(tmp_path / "res"), "--seeds", "1",
+                     "--save-model", "--no-progress", "--threads", "1", *sets]) == 0
+    out = tmp_path / "d.md"
+    assert diagnose.main(["--dataset", "ml-100k", *sets, "--out", str(out)]) == 0
+    text = out.read_text()
+    run = json.loads(store.record_path(tmp_path / "res", "ml-100k", "dreamrec", "validation", 0).read_text())
+    test_row = next(line for line in text.splitlines() if line.startswith("| test"))
+    cells = [c.strip() for c in test_row.strip("|").split("|")]
+    assert float(cells[2]) == pytest.approx(100 * run["test"]["hr@20"], abs=0.006)  # as the run scored
+    assert float(cells[3]) == pytest.approx(100 * run["test"]["coverage@20"], abs=0.006)
+    assert "Item embedding norms" in text

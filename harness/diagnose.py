@@ -1,0 +1,124 @@
+"""``python -m harness.diagnose``: what a trained model recommends, beyond its hit rate.
+
+Reads a validation-selected state kept by ``harness.run --save-model`` (or by
+``harness.guidance``), scores val and test as the run did, and reports:
+
+- coverage@20 and the share of all top-20 slots taken by the 20 most recommended items (1.0:
+  every row gets the same list);
+- HR@20 on the rows whose target never occurs as a training target, and on the others;
+- for a model with item embeddings (DreamRec), their norms for items that are and are not
+  training targets: an embedding that no loss ever reaches keeps its initial norm.
+
+Example::
+
+    python -m harness.run --model dreamrec --dataset zhihu --seeds 1 --save-model
+    python -m harness.diagnose --model dreamrec --dataset zhihu --seed 0 \\
+        --out results/diagnostics/zhihu-dreamrec-seed0.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tabulate import tabulate
+
+from harness import store
+from harness.data import DATASETS, check_dataset_name, load_dataset
+from harness.errors import HarnessError
+from harness.evaluate import target_ranks
+from harness.models import MODELS, get_model
+from harness.run import parse_overrides, pick_device, record_base
+from harness.train import eval_generator
+
+K = 20
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.diagnose", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="dreamrec", help=f"one of: {', '.join(sorted(MODELS))}")
+    ap.add_argument("--dataset", default="zhihu", help=f"one of: {', '.join(DATASETS)}")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--out", default=None, help="also write the report to this file")
+    args = ap.parse_args(argv)
+    store.git_state()
+    try:
+        spec = get_model(args.model)
+        check_dataset_name(args.dataset)
+        model_cfg, train_cfg = spec.configs(args.dataset, parse_overrides(args.set))
+        device = pick_device(args.device)
+        splits = load_dataset(args.dataset, args.data_dir)
+        _, chash = record_base(spec, args.dataset, splits, model_cfg, train_cfg)
+        path = store.state_path(store.default_model_dir(), args.dataset, spec.name, chash, args.seed)
+        saved = store.load_state(path)
+        if saved is None:
+            raise HarnessError(
+                f"no saved state for {spec.name} on {args.dataset}, seed {args.seed}, this config "
+                f"({path}); make it with python -m harness.run --model {spec.name} --dataset "
+                f"{args.dataset} --first-seed {args.seed} --seeds 1 --save-model")
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    model = spec.build(splits.n_items, model_cfg)
+    model.load_state_dict(saved["state_dict"])
+    model.to(device).eval()
+    epoch = int(saved["selected_epoch"])
+    n = splits.n_items
+    train_count = np.bincount(splits.train.target, minlength=n)
+    never = train_count == 0
+    rows = []
+    for split in ("val", "test"):
+        sp = splits.split(split)
+        gen = eval_generator(device, args.seed, epoch, split)
+        ranks, counts = [], np.zeros(n, dtype=np.int64)
+        with torch.no_grad():
+            for start in range(0, len(sp), train_cfg.eval_batch_size):
+                sl = slice(start, start + train_cfg.eval_batch_size)
+                h, ln, t = (torch.from_numpy(a[sl]).to(device) for a in (sp.history, sp.length, sp.target))
+                scores = model.full_sort_predict(h, ln, gen)
+                ranks.append(target_ranks(scores, t).cpu().numpy())
+                counts += np.bincount(scores.topk(K, dim=1).indices.flatten().cpu().numpy(), minlength=n)
+        r = np.concatenate(ranks)
+        hit = r < K
+        unseen = never[sp.target]
+        top = np.sort(counts)[::-1][:K].sum() / counts.sum()
+        rows.append([split, len(sp), f"{100 * hit.mean():.2f}", f"{100 * (counts > 0).mean():.2f}",
+                     f"{top:.3f}", f"{100 * never[counts > 0].mean():.1f}",
+                     f"{unseen.sum()} ({100 * unseen.mean():.1f} %)",
+                     f"{100 * hit[unseen].mean():.2f}" if unseen.any() else "—",
+                     f"{100 * hit[~unseen].mean():.2f}"])
+    lines = [
+        f"`python -m harness.diagnose {' '.join(argv if argv is not None else sys.argv[1:])}` "
+        f"({store.now_iso()}, commit {store.git_state()['commit']})", "",
+        f"{spec.name} on {args.dataset}, seed {args.seed}: the validation-selected state (epoch "
+        f"{epoch}, config hash {chash}), scored as the run scored it. {int(never.sum())} of {n} "
+        f"items never occur as a training target.", "",
+        tabulate(rows, headers=["split", "rows", "HR@20 %", "coverage@20 %",
+                                "top-20 share of the 20 most recommended", "% of recommended items never a train target",
+                                "rows whose target is never a train target",
+                                "HR@20 % on those rows", "HR@20 % on the other rows"],
+                 tablefmt="github"), ""]
+    emb = getattr(model, "item_embeddings", None)
+    if emb is not None:
+        norms = emb.weight[:n].detach().norm(dim=1).cpu().numpy()
+        rest = (f"items that never are {norms[never].mean():.3f} ± {norms[never].std():.3f}"
+                if never.any() else "every item is one")
+        lines += [f"Item embedding norms (mean ± std): items that are training targets "
+                  f"{norms[~never].mean():.3f} ± {norms[~never].std():.3f}; {rest}.", ""]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        store.atomic_write(Path(args.out), lambda fh: fh.write(text.encode()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
