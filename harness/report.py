@@ -66,11 +66,13 @@ def render(results_dir: Path) -> str:
             format_mean_std([r["test"]["hr@20"] for r in ok]) if ok else "—",
             format_mean_std([r["test"]["ndcg@20"] for r in ok]) if ok else "—",
             f"{np.mean([r['selected_epoch'] for r in ok]):.0f}" if ok else "—",
+            (f"{100 * np.mean([r['test']['coverage@20'] for r in cov]):.1f} ({len(cov)})"
+             if (cov := [r for r in ok if "coverage@20" in r["test"]]) else "—"),
             f"{cell['hr20_mean']:.2f} ± {cell['hr20_std']:.2f}" if cell else "—",
             f"{cell['ndcg20_mean']:.2f} ± {cell['ndcg20_std']:.2f}" if cell else "—",
         ])
     head = ["dataset", "model", "protocol", "seeds", "HR@20 %", "NDCG@20 %", "mean selected epoch",
-            "paper HR@20 %", "paper NDCG@20 %"]
+            "coverage@20 % (seeds)", "paper HR@20 %", "paper NDCG@20 %"]
     return "\n".join([
         "# Results so far",
         "",
@@ -79,6 +81,8 @@ def render(results_dir: Path) -> str:
         "the state with the best validation NDCG@20, test evaluated once on it. `published`: the",
         "evaluation with the best *test* NDCG@20 (test-selected, optimistic), shown only to measure",
         "the selection gap. The paper's columns are its Table 1 (its protocol, 5 runs).",
+        "coverage@20: the share of the items in at least one test row's top 20 (records made before",
+        "the evaluator reported it have none; the number of seeds that do is in brackets).",
         "",
         tabulate(rows, headers=head, tablefmt="github"),
         "",

@@ -110,3 +110,16 @@ def test_a_table_without_records_names_the_missing_runs_and_the_command(tmp_path
     assert "no finished runs" in err and "gru4rec/ml-100k/seed0" in err
     assert "python -m harness.reproduce_table1" in err
     assert not (tmp_path / "table1.md").exists()
+
+
+def test_summary_report_shows_each_cell_with_its_coverage(reproduced):
+    from harness import report
+    res, _ = reproduced
+    text = report.render(res)
+    row = next(line for line in text.splitlines() if "| dreamrec" in line and "| validation" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    recs = [json.loads(store.record_path(res, "ml-100k", "dreamrec", "validation", s).read_text())
+            for s in (0, 1)]
+    cov = 100 * sum(r["test"]["coverage@20"] for r in recs) / 2
+    assert cells[3] == "2" and cells[7] == f"{cov:.1f} (2)"
+    assert cells[8] == "—"  # the paper has no ml-100k cell
