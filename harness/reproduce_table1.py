@@ -103,6 +103,8 @@ def run_task(task: Task, args: argparse.Namespace, threads: int, log_dir: Path,
            "--seeds", "1", "--first-seed", str(task.seed), "--protocol", args.protocol,
            "--device", args.device, "--threads", str(threads), "--results-dir",
            str(args.results_dir), "--no-progress", "--no-summary", *extra]
+    if task.model == "dreamrec":  # small states, reused by harness.sampling and harness.diagnose
+        cmd.append("--save-model")
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
     log = log_dir / f"{task.dataset}-{task.model}-seed{task.seed}.log"
