@@ -23,17 +23,29 @@ def record_files(res):
     return sorted((res / "records").glob("*/*/*/seed*.json"))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def model_dir(tmp_path_factory):
+    """DreamRec's kept states go to a temporary folder, not the checkout's cache."""
+    mp = pytest.MonkeyPatch()
+    path = tmp_path_factory.mktemp("models")
+    mp.setenv("HARNESS_MODEL_DIR", str(path))
+    yield path
+    mp.undo()
+
+
 @pytest.fixture(scope="module")
-def reproduced(tmp_path_factory):
+def reproduced(tmp_path_factory, model_dir):
     res = tmp_path_factory.mktemp("t1") / "res"
     rc = main([*SMALL, "--jobs", "2", "--results-dir", str(res)])
     return res, rc
 
 
-def test_runs_every_missing_seed_and_renders_three_files(reproduced):
+def test_runs_every_missing_seed_and_renders_three_files(reproduced, model_dir):
     res, rc = reproduced
     assert rc == 0
     assert len(record_files(res)) == 2 * 2 * 2  # models x seeds x protocols
+    assert len(list(model_dir.glob("ml-100k/dreamrec/*/seed*.pt"))) == 2  # states kept for DreamRec
+    assert not list(model_dir.glob("ml-100k/gru4rec"))
     md = (res / "table1.md").read_text()
     assert "QUICK" in md and "| GRU4Rec" in md and "| DreamRec" in md
     assert md.index("| GRU4Rec") < md.index("| DreamRec")  # the paper's row order
