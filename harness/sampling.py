@@ -179,6 +179,7 @@ def summary_rows(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for m in METRICS:
                 row[f"{split}_{m}"] = [x[split][m] for x in v]
         row["gen_s"] = [x["gen_s"] for x in v]
+        row["test_coverage@20"] = [x["test"]["coverage@20"] for x in v if "coverage@20" in x["test"]]
         if ddpm is not None:
             paired = [(r["variants"][name], r["variants"][ddpm]) for r in have
                       if ddpm in r["variants"]]
@@ -209,8 +210,9 @@ def render(results_dir: Path) -> str:
           "state per seed (selected with DDPM over all T steps, the paper's sampler); HR@20 and "
           "NDCG@20 in %, mean ± std over seeds; generation time is one val+test pass "
           "(encoding, sampling, scoring and ranking every real item), in seconds; ΔHR@20 is "
-          "relative to DDPM on the same seeds. DDIM runs with eta = 0 (deterministic given x_T) "
-          "unless the row says otherwise.", ""]
+          "relative to DDPM on the same seeds; coverage@20 is the share of the items in at least one "
+          "test row's top 20 (a model ranking every row alike covers 20 / n_items). DDIM runs "
+          "with eta = 0 (deterministic given x_T) unless the row says otherwise.", ""]
     table: list[dict[str, Any]] = []
     for dataset in sorted(data, key=lambda d: DATASETS.index(d) if d in DATASETS else 99):
         recs = data[dataset]
@@ -231,13 +233,15 @@ def render(results_dir: Path) -> str:
                          f"{row['eta']:g}", row["seeds"],
                          format_mean_std(row["val_hr@20"]), format_mean_std(row["test_hr@20"]),
                          format_mean_std(row["test_ndcg@20"]),
+                         format_mean_std(row["test_coverage@20"]) if row["test_coverage@20"] else "—",
                          f"{100 * row['rel_hr20']:+.1f} %" if "rel_hr20" in row else "—",
                          _secs(row["gen_s"]),
                          f"{row['speedup']:.1f}×" if "speedup" in row else "—"])
             table.append({"dataset": dataset, **{k: (json.dumps(v) if isinstance(v, list) else v)
                                                  for k, v in row.items()}})
         md.append(tabulate(body, headers=["sampler", "steps", "eta", "seeds", "val HR@20",
-                                          "test HR@20", "test NDCG@20", "ΔHR@20 vs DDPM",
+                                          "test HR@20", "test NDCG@20", "test coverage@20",
+                                          "ΔHR@20 vs DDPM",
                                           "val+test gen s", "speed-up"], tablefmt="github"))
         md.append("")
     text = "\n".join(md)

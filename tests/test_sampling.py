@@ -63,7 +63,7 @@ def test_rerun_measures_only_missing_samplers_and_renders_every_output(trained, 
     assert after["state"].startswith("saved state")
     assert {k: after["variants"][k] for k in before} == before
     md = (res / "sampling.md").read_text()
-    assert "## ml-100k" in md and "| DDPM" in md and "DDIM" in md
+    assert "## ml-100k" in md and "| DDPM" in md and "DDIM" in md and "test coverage@20" in md
     rows = list(csv.DictReader((res / "sampling.csv").open()))
     k10 = next(r for r in rows if r["variant"] == "ddim-k10-eta0")
     assert k10["seeds"] == "1" and next(r for r in rows if r["variant"] == "ddpm-T20")["seeds"] == "2"
