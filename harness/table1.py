@@ -186,6 +186,9 @@ def _cell_text(t: Table, dataset: str, model: str, metric: str, bold, under) -> 
         return "not run" if cell is None else f"failed ({cell.failed})"
     m, s = mean_std(np.asarray(cell.values[metric]) * 100)
     text = f"{m:.2f} ± {s:.2f}" if cell.n > 1 else f"{m:.2f} (1 seed)"
+    most = max(c.n for c in t.cells.values())
+    if 1 < cell.n < most:  # a cell still missing seeds says so
+        text += f" ({cell.n} seeds)"
     ranked = _ranked(t.cells, dataset, metric, t.models)
     if ranked and ranked[0] == model:
         text = bold(text)
