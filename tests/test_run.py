@@ -203,7 +203,7 @@ def _comparable(rec):
 @pytest.mark.parametrize("model", ["dreamrec", "gru4rec"])
 def test_a_run_killed_mid_way_resumes_from_its_last_evaluation_with_the_same_result(tmp_path, model):
     args = ["--model", model, "--dataset", "ml-100k", "--seeds", "1", "--protocol", "both",
-            "--set", "max_epochs=4", "--set", "eval_every=1", "--no-progress", "--threads", "1"]
+            "--set", "max_epochs=5", "--set", "eval_every=1", "--no-progress", "--threads", "1"]
     args += {"dreamrec": ["--set", "timesteps=5", "--set", "hidden_size=16"],
              "gru4rec": ["--set", "embedding_size=16", "--set", "hidden_size=16",
                          "--set", "batch_size=1024"]}[model]
