@@ -41,6 +41,7 @@ def plot_curves(data, stem: Path, metric_label: str = "HR@20") -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     datasets = sorted(data, key=lambda d: DATASETS.index(d) if d in DATASETS else 99)
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
@@ -54,7 +55,11 @@ def plot_curves(data, stem: Path, metric_label: str = "HR@20") -> None:
             ax.plot([e + 1 for e in epochs], mean, marker="." if len(epochs) < 60 else None,
                     label=f"{PAPER_NAMES.get(model, model)} ({n} seeds)")
         ax.set_xscale("log")
-        ax.set_xlabel("epoch")
+        last = max(max(by) for by in data[dataset].values()) + 1
+        ax.set_xticks([t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if t <= last * 1.2])
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("epoch (log scale)")
         ax.set_ylabel(f"validation {metric_label} (%)")
         ax.set_title(dataset)
         ax.grid(alpha=0.3)
