@@ -135,3 +135,23 @@ def test_summary_report_shows_each_cell_with_its_coverage(reproduced):
     cov = 100 * sum(r["test"]["coverage@20"] for r in recs) / 2
     assert cells[3] == "2" and cells[7] == f"{cov:.1f} (2)"
     assert cells[8] == "—"  # the paper has no ml-100k cell
+
+
+def test_figures_draw_the_validation_curves_and_say_what_is_missing(reproduced, capsys):
+    from harness import figures
+    res, _ = reproduced
+    assert figures.main(["--results-dir", str(res)]) == 0
+    for ext in ("png", "pdf"):
+        assert (res / "figures" / f"val-curves.{ext}").stat().st_size > 1000
+    err = capsys.readouterr().err
+    assert "run python -m harness.guidance" in err and "run python -m harness.sampling" in err
+    curves = figures.curves(res)
+    assert set(curves["ml-100k"]) == {"gru4rec", "dreamrec"}
+    assert sorted(curves["ml-100k"]["dreamrec"]) == [0, 1, 2]  # --quick: 3 epochs, each evaluated
+    assert all(len(v) == 2 for v in curves["ml-100k"]["dreamrec"].values())  # two seeds
+
+
+def test_figures_without_records_is_an_error(tmp_path, capsys):
+    from harness import figures
+    assert figures.main(["--results-dir", str(tmp_path)]) == 2
+    assert "no records to draw from" in capsys.readouterr().err
