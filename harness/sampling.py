@@ -287,7 +287,8 @@ def plot(data: dict[str, list[dict[str, Any]]], stem: Path) -> None:
                 sec = [np.mean(r["gen_s"]) for r in sel]
                 ax_hr.errorbar(k, hr, yerr=hr_sd, marker=marker, capsize=3, label=label)
                 ax_t.plot(k, sec, marker=marker, label=label)
-        ax_hr.set_title(f"{dataset} ({len(data[dataset])} seeds)")
+        n_seeds = len(data[dataset])
+        ax_hr.set_title(f"{dataset} ({n_seeds} seed{'' if n_seeds == 1 else 's'})")
         ax_hr.set_ylabel("test HR@20 (%)")
         ax_t.set_ylabel("val+test generation (s)")
         ax_t.set_xlabel("reverse steps (log scale)")
