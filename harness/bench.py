@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                                            "val+test gen s (generic)"], tablefmt="github") + "\n")
     print(text)
     if args.out:
-        store.atomic_write(Path(args.out), lambda fh: fh.write(text.encode()))
+        store.write_text(Path(args.out), text)
     return 0
 
 

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             f"mean of {args.epochs} epochs after one warm-up.\n\n{table}\n")
     print(text)
     if args.out:
-        store.atomic_write(Path(args.out), lambda fh: fh.write(text.encode()))
+        store.write_text(Path(args.out), text)
     return 0
 
 

@@ -66,8 +66,7 @@ def plot_curves(data, stem: Path, metric_label: str = "HR@20") -> None:
         ax.legend(fontsize=8)
     fig.suptitle(f"Validation {metric_label} per epoch (mean over seeds; a run ends at early stopping)")
     fig.tight_layout()
-    for ext in ("png", "pdf"):
-        store.atomic_write(stem.with_suffix(f".{ext}"), lambda fh: fig.savefig(fh, format=ext, dpi=150))
+    store.save_figure(fig, stem)
     plt.close(fig)
 
 

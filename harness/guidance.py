@@ -99,14 +99,8 @@ def run_seed(spec, splits, model_cfg, train_cfg, seed: int, device, base: dict[s
 
 
 def collect(results_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted((Path(results_dir) / "guidance").glob("*/seed*.json")):
-        rec = store.read_json(path)
-        if not rec or rec.get("schema") != SCHEMA or "w" not in rec:
-            print(f"warning: {path} is not a guidance record; left out", file=sys.stderr)
-            continue
-        out.setdefault(rec["dataset"], []).append(rec)
-    return out
+    """Every readable seed file, by dataset (a file that cannot be read is reported, skipped)."""
+    return store.read_seed_files(Path(results_dir) / "guidance", SCHEMA, "w", "guidance")
 
 
 def _order(data):
@@ -143,7 +137,7 @@ def render(results_dir: Path) -> str:
                                        "test NDCG@20", "mean selected epoch"], tablefmt="github"),
                ""]
     text = "\n".join(md)
-    store.atomic_write(Path(results_dir) / "guidance.md", lambda fh: fh.write(text.encode()))
+    store.write_text(Path(results_dir) / "guidance.md", text)
     plot(data, Path(results_dir) / "figures" / "guidance")
     return text
 
@@ -175,8 +169,7 @@ def plot(data: dict[str, list[dict[str, Any]]], stem: Path) -> None:
             ax.legend(fontsize=8)
     fig.suptitle("DreamRec: guidance strength, validation-selected per w (mean ± std)")
     fig.tight_layout()
-    for ext in ("png", "pdf"):
-        store.atomic_write(stem.with_suffix(f".{ext}"), lambda fh: fig.savefig(fh, format=ext, dpi=150))
+    store.save_figure(fig, stem)
     plt.close(fig)
 
 

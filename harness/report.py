@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
               "`python -m harness.run --model dreamrec --dataset ml-100k`", file=sys.stderr)
         return 2
     text = render(results_dir)
-    store.atomic_write(results_dir / "summary.md", lambda fh: fh.write(text.encode()))
+    store.write_text(results_dir / "summary.md", text)
     print(text)
     return 0
 

@@ -151,14 +151,7 @@ def run_seed(spec, splits, model_cfg, train_cfg, seed, device, base, chash, args
 
 def collect(results_dir: Path) -> dict[str, list[dict[str, Any]]]:
     """Every readable seed file, by dataset (a file that cannot be read is reported, skipped)."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted((Path(results_dir) / "sampling").glob("*/seed*.json")):
-        rec = store.read_json(path)
-        if not rec or rec.get("schema") != SCHEMA or "variants" not in rec:
-            print(f"warning: {path} is not a sampling record; left out", file=sys.stderr)
-            continue
-        out.setdefault(rec["dataset"], []).append(rec)
-    return out
+    return store.read_seed_files(Path(results_dir) / "sampling", SCHEMA, "variants", "sampling")
 
 
 def summary_rows(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -246,13 +239,13 @@ def render(results_dir: Path) -> str:
         md.append("")
     text = "\n".join(md)
     out = Path(results_dir)
-    store.atomic_write(out / "sampling.md", lambda fh: fh.write(text.encode()))
+    store.write_text(out / "sampling.md", text)
     buf = io.StringIO()
     fields = list(dict.fromkeys(k for row in table for k in row))
     w = csv.DictWriter(buf, fieldnames=fields)
     w.writeheader()
     w.writerows(table)
-    store.atomic_write(out / "sampling.csv", lambda fh: fh.write(buf.getvalue().encode()))
+    store.write_text(out / "sampling.csv", buf.getvalue())
     plot(data, out / "figures" / "sampling")
     return text
 
@@ -303,9 +296,7 @@ def plot(data: dict[str, list[dict[str, Any]]], stem: Path) -> None:
         ax_hr.legend(fontsize=8)
     fig.suptitle("DreamRec: reverse steps against accuracy and time\n(mean ± std over seeds)")
     fig.tight_layout()
-    for ext in ("png", "pdf"):
-        store.atomic_write(stem.with_suffix(f".{ext}"),
-                           lambda fh: fig.savefig(fh, format=ext, dpi=150))
+    store.save_figure(fig, stem)
     plt.close(fig)
 
 

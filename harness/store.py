@@ -14,6 +14,7 @@ import os
 import pickle
 import platform
 import subprocess
+import sys
 import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
@@ -105,9 +106,33 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write(Path(path), lambda fh: fh.write(text.encode()))
+
+
+def save_figure(fig: Any, stem: Path) -> None:
+    """Save a matplotlib figure as ``<stem>.png`` and ``<stem>.pdf``, each atomically."""
+    for ext in ("png", "pdf"):
+        atomic_write(Path(stem).with_suffix(f".{ext}"),
+                     lambda fh, ext=ext: fig.savefig(fh, format=ext, dpi=150))
+
+
+def read_seed_files(folder: Path, schema: int, key: str, what: str) -> dict[str, list[dict[str, Any]]]:
+    """The ``<folder>/<dataset>/seed*.json`` files of one command, by dataset; a file that is not
+    readable, or lacks ``schema`` or ``key``, is reported as not a ``what`` record and left out."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(Path(folder).glob("*/seed*.json")):
+        rec = read_json(path)
+        if not rec or rec.get("schema") != schema or key not in rec:
+            print(f"warning: {path} is not a {what} record; left out", file=sys.stderr)
+            continue
+        out.setdefault(rec["dataset"], []).append(rec)
+    return out
+
+
 def write_json(path: Path, obj: dict[str, Any]) -> None:
-    text = json.dumps(obj, indent=1, default=_jsonable) + "\n"
-    atomic_write(path, lambda fh: fh.write(text.encode()))
+    write_text(path, json.dumps(obj, indent=1, default=_jsonable) + "\n")
 
 
 def array_digest(arr: np.ndarray) -> str:
@@ -120,8 +145,7 @@ def write_record(path: Path, record: dict[str, Any], ranks: np.ndarray | None) -
     if ranks is not None:
         arr = np.asarray(ranks, dtype=np.int32)
         atomic_write(path.with_suffix(".npz"), lambda fh: np.savez_compressed(fh, test_ranks=arr))
-    text = json.dumps(record, indent=1, sort_keys=False, default=_jsonable) + "\n"
-    atomic_write(path, lambda fh: fh.write(text.encode()))
+    write_text(path, json.dumps(record, indent=1, sort_keys=False, default=_jsonable) + "\n")
 
 
 def _jsonable(obj: Any) -> Any:

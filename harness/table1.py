@@ -415,5 +415,5 @@ def write(results_dir: Path, tables: list[Table], stem: str = "table1") -> dict[
                "on the machine slow them).", "", run_time]
     texts = {"md": "\n".join(md), "csv": csv_text(tables), "tex": latex(tables)}
     for ext, text in texts.items():
-        store.atomic_write(Path(results_dir) / f"{stem}.{ext}", lambda fh, s=text: fh.write(s.encode()))
+        store.write_text(Path(results_dir) / f"{stem}.{ext}", text)
     return texts

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Validation metrics of the selected state, mean over {args.seeds} seed(s).\n\n"
             f"{table}\n\nChosen by validation NDCG@20: **{chosen}**\n")
     out = Path(args.results_dir) / "tuning" / f"{args.dataset}-{args.model}.md"
-    store.atomic_write(out, lambda fh: fh.write(text.encode()))
+    store.write_text(out, text)
     print(text)
     if best and not args.no_write_config:
         point = dict(kv.split("=", 1) for kv in best[1].split(","))
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             + (f";\nthe trials also ran with --set {' --set '.join(given.set)}" if given.set else "")
             + ".")
         text = render_config(model_cfg, train_cfg, header)
-        store.atomic_write(path, lambda fh: fh.write(text.encode()))
+        store.write_text(path, text)
         print(f"wrote the chosen settings into {path}", file=sys.stderr)
     return 0
 
