@@ -167,6 +167,20 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write(path, lambda fh: torch.save(state, fh))
 
 
+def resume_seed(seed: int, epoch: int) -> int:
+    """Seed of the model's noise generator for a run resumed at ``epoch`` on another device."""
+    return seed * 1_000_003 + epoch * 10 + 5
+
+
+def _saved_segments(saved: dict[str, Any]) -> list[dict[str, Any]]:
+    """The checkpoint's ``segments``; a checkpoint written before they were kept is one
+    segment, on CUDA when it holds a CUDA generator state (its torch version unknown)."""
+    if saved.get("segments"):
+        return [dict(s) for s in saved["segments"]]
+    return [{"device": "cuda" if saved.get("cuda_rng") is not None else "cpu", "torch": None,
+             "first_epoch": 0, "last_epoch": saved["epoch"], "generator": "not recorded"}]
+
+
 def _load_checkpoint(path: Path | None, key: str) -> dict[str, Any] | None:
     """The checkpoint at ``path`` when it belongs to this run (same key), else None."""
     if path is None or not path.exists():
@@ -275,14 +289,25 @@ def _train(
     epoch = -1
     first = 0
     saved = _load_checkpoint(checkpoint, checkpoint_key)
+    segments: list[dict[str, Any]] = []
     if saved is not None:
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         rng.bit_generator.state = saved["numpy_rng"]
-        gen.set_state(saved["generator"])
         torch.set_rng_state(saved["torch_rng"])
-        if device.type == "cuda" and saved.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        segments = _saved_segments(saved)
+        if segments[-1]["device"] == device.type:
+            gen.set_state(saved["generator"])
+            if device.type == "cuda" and saved.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        else:
+            # a generator's state does not carry across device types (a CUDA generator's is a
+            # Philox counter, a CPU one's a Mersenne twister): the model's noise restarts from a
+            # seed of its own, and the record's wall.segments says so
+            gen.manual_seed(resume_seed(seed, saved["epoch"] + 1))
+            print(f"warning: {checkpoint} was written on {segments[-1]['device']}; resuming on "
+                  f"{device.type} with the model's noise generator reseeded (the result will "
+                  f"not equal an uninterrupted run's)", file=sys.stderr, flush=True)
         best_key, best_epoch = saved["best_key"], saved["best_epoch"]
         best_state = saved["best_state"]
         best_val, best_test = _eval_from_saved(saved["best_val"]), _eval_from_saved(saved["best_test"])
@@ -297,6 +322,12 @@ def _train(
         if log_evals:
             print(f"{desc}: resumed after epoch {saved['epoch']} from {checkpoint}",
                   file=sys.stderr, flush=True)
+    # where each stretch of epochs ran: one entry per process that trained this run
+    here = {"device": device.type, "torch": str(torch.__version__), "first_epoch": first,
+            "last_epoch": first - 1,
+            "generator": "fresh" if saved is None else (
+                "continued" if segments[-1]["device"] == device.type else "reseeded")}
+    segments.append(here)
     model.train()
     def all_stopped() -> bool:
         return own_stop is not None and all(sel.stop_epoch is not None for sel in selectors)
@@ -366,6 +397,7 @@ def _train(
                     entry["variants"][sel.variant.name] = ev.metrics
             t_eval += time.perf_counter() - t0
         log.append(entry)
+        here["last_epoch"] = epoch
         if checkpoint is not None and ("val" in entry or "variants" in entry):
             _save_checkpoint(checkpoint, {
                 "key": checkpoint_key, "epoch": epoch, "model": model.state_dict(),
@@ -378,6 +410,7 @@ def _train(
                 "bad_evals": bad_evals, "log": log, "t_train": t_train, "t_eval": t_eval,
                 "first_epoch_s": first_epoch_s, "own_stop": own_stop,
                 "variants": {sel.variant.name: sel.to_saved() for sel in selectors},
+                "segments": segments,
             })
         if all_stopped():
             break
@@ -406,6 +439,6 @@ def _train(
         history=log,
         wall={"train_s": t_train, "eval_s": t_eval,
               "train_s_per_epoch_after_first": (t_train - first_epoch_s) / max(epoch, 1),
-              "resumed": saved is not None},
+              "resumed": saved is not None, "segments": segments},
         variants=variant_results,
     )

@@ -143,3 +143,39 @@ def test_a_run_with_variants_interrupted_and_resumed_gives_the_same_result(tmp_p
     assert (got.best_epoch, got.test.metrics, got.history) == (ref.best_epoch, ref.test.metrics, ref.history)
     assert (got.variants["w0"].best_epoch, got.variants["w0"].test.metrics, got.variants["w0"].curve) == (
         ref.variants["w0"].best_epoch, ref.variants["w0"].test.metrics, ref.variants["w0"].curve)
+
+
+def test_a_checkpoint_from_another_device_resumes_with_a_reseeded_generator_and_says_so(tmp_path):
+    splits = chain_splits(n_items=40, n_train=300, n_eval=60)
+    ckpt = tmp_path / "ck.pt"
+
+    def fit(max_epochs):
+        torch.manual_seed(0)
+        m = DreamRec(splits.n_items, DreamRecConfig(hidden_size=16, timesteps=8, w=2.0))
+        cfg = TrainConfig(lr=1e-2, max_epochs=max_epochs, eval_every=2, patience=50, batch_size=64)
+        return train(m, splits, cfg, 0, torch.device("cpu"), progress=False, checkpoint=ckpt,
+                     checkpoint_key="k")
+
+    first = fit(4)  # leaves its checkpoint after epoch 3
+    assert first.wall["segments"] == [{"device": "cpu", "torch": str(torch.__version__), "first_epoch": 0,
+                                       "last_epoch": 3, "generator": "fresh"}]
+    same = fit(6)
+    assert [s["generator"] for s in same.wall["segments"]] == ["fresh", "continued"]
+    assert same.wall["segments"][1]["first_epoch"] == 4 and same.wall["segments"][1]["last_epoch"] == 5
+
+    ckpt.unlink()
+    fit(4)  # a checkpoint after epoch 3 again (the resumed run above moved it to epoch 5)
+    saved = torch.load(ckpt, weights_only=True)
+    # as a checkpoint written on a CUDA device by code that kept no segments: a Philox state
+    del saved["segments"]
+    saved["generator"] = torch.zeros(16, dtype=torch.uint8)
+    saved["cuda_rng"] = torch.zeros(16, dtype=torch.uint8)
+    torch.save(saved, ckpt)
+    moved = fit(6)
+    assert moved.wall["resumed"] is True and moved.epochs_run == 6
+    assert moved.wall["segments"] == [
+        {"device": "cuda", "torch": None, "first_epoch": 0, "last_epoch": 3, "generator": "not recorded"},
+        {"device": "cpu", "torch": str(torch.__version__), "first_epoch": 4, "last_epoch": 5,
+         "generator": "reseeded"}]
+    # the history before the move is the checkpoint's; the epochs after it were trained here
+    assert moved.history[:4] == first.history and len(moved.history) == 6
