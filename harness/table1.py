@@ -83,7 +83,7 @@ def load_cells(results_dir: Path, protocol: str, datasets: list[str],
                     continue
                 cell.seeds.append(int(rec["seed"]))
                 cell.n_items = int(rec.get("n_items", 0))
-                cell.devices.add(str(rec.get("device", "?")))
+                cell.devices.add(record_devices(rec))
                 rows = row_metrics(ranks, (20,))
                 if "coverage@20" in rec["test"]:
                     cell.values.setdefault("coverage@20", []).append(float(rec["test"]["coverage@20"]))
@@ -373,29 +373,57 @@ def csv_text(tables: list[Table]) -> str:
     return buf.getvalue()
 
 
+def record_devices(rec: dict[str, Any]) -> str:
+    """Where a record's training ran: its device, or, for a run resumed on another device
+    type, each one in order ("cuda+cpu", from ``wall.segments``)."""
+    devices: list[str] = []
+    for seg in rec.get("wall", {}).get("segments") or [{"device": rec.get("device", "?")}]:
+        name = str(seg.get("device", "?"))
+        if not devices or devices[-1] != name:
+            devices.append(name)
+    return "+".join(devices)
+
+
+def record_minutes(rec: dict[str, Any]) -> float:
+    """A record's run time in minutes: the process's own wall time, or, for a resumed run (whose
+    process saw only its last stretch), the training and evaluation time summed over every
+    stretch."""
+    wall = rec["wall"]
+    if wall.get("resumed") and "train_s" in wall and "eval_s" in wall:
+        return (wall["train_s"] + wall["eval_s"]) / 60
+    return wall["total_s"] / 60
+
+
 def timing(results_dir: Path, datasets: list[str], models: list[str]) -> str:
     """Run time per dataset x model from the records (each seed's ``wall.total_s``: training and
     every evaluation, in its own process; one training serves both protocols)."""
     rows, totals = [], {}
     for d in datasets:
         for m in models:
-            walls = []
+            walls, devices = [], []
             for path in sorted((Path(results_dir) / "records" / d / m / "validation").glob("seed*.json")):
                 rec = store.read_record(path)
                 if rec and rec.get("status") == "ok" and "total_s" in rec.get("wall", {}):
-                    walls.append(rec["wall"]["total_s"] / 60)
+                    walls.append(record_minutes(rec))
+                    devices.append(record_devices(rec))
             if walls:
                 m_, s_ = mean_std(walls)
-                rows.append([d, row_label(m), len(walls), f"{m_:.1f} ± {s_:.1f}", f"{sum(walls):.0f}"])
-                totals[d] = totals.get(d, 0.0) + sum(walls)
+                rows.append([d, row_label(m), ", ".join(sorted(set(devices))), len(walls),
+                             f"{m_:.1f} ± {s_:.1f}", f"{sum(walls):.0f}"])
+                if all(x == "cpu" for x in devices):
+                    totals[d] = totals.get(d, 0.0) + sum(walls)
     if not rows:
         return ""
-    text = tabulate(rows, headers=["dataset", "model", "seeds", "minutes per seed",
+    text = tabulate(rows, headers=["dataset", "model", "device", "seeds", "minutes per seed",
                                    "minutes, all seeds"], tablefmt="github")
     text += "\n\n" + "\n".join(
-        f"- {d}: {t:.0f} minutes of runs in all; run two at a time on two cores "
+        f"- {d}: {t:.0f} minutes of CPU runs in all; run two at a time on two cores "
         f"(`--jobs 2`), about {t / 2:.0f} minutes of wall time if they pack evenly."
         for d, t in totals.items())
+    if any("+" in r[2] or "cuda" in r[2] for r in rows):
+        text += ("\n- A device of cuda+cpu: the run trained its first epochs on a GPU and was "
+                 "resumed from that checkpoint on the CPU (each record's wall.segments gives the "
+                 "epochs of each); its minutes add both stretches.")
     return text + "\n"
 
 

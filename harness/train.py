@@ -327,6 +327,8 @@ def _train(
             "last_epoch": first - 1,
             "generator": "fresh" if saved is None else (
                 "continued" if segments[-1]["device"] == device.type else "reseeded")}
+    if device.type == "cuda":
+        here["gpu"] = torch.cuda.get_device_name(device)
     segments.append(here)
     model.train()
     def all_stopped() -> bool:

@@ -155,3 +155,26 @@ def test_figures_without_records_is_an_error(tmp_path, capsys):
     from harness import figures
     assert figures.main(["--results-dir", str(tmp_path)]) == 2
     assert "no records to draw from" in capsys.readouterr().err
+
+
+def test_run_time_names_each_records_devices_and_adds_every_stretch_of_a_resumed_run(tmp_path):
+    from harness.table1 import timing
+
+    def put(model, seed, wall):
+        store.write_record(store.record_path(tmp_path, "yc", model, "validation", seed),
+                           {"schema": store.SCHEMA, "status": "ok", "seed": seed, "device": "cpu",
+                            "wall": wall}, None)
+
+    put("dreamrec", 0, {"total_s": 600.0, "train_s": 1200.0, "eval_s": 600.0, "resumed": True,
+                        "segments": [{"device": "cuda", "first_epoch": 0, "last_epoch": 54},
+                                     {"device": "cpu", "first_epoch": 55, "last_epoch": 59}]})
+    put("gru4rec", 0, {"total_s": 120.0, "train_s": 100.0, "eval_s": 10.0, "resumed": False})
+    put("gru4rec", 1, {"total_s": 240.0, "train_s": 200.0, "eval_s": 20.0, "resumed": False})
+    text = timing(tmp_path, ["yc"], ["gru4rec", "dreamrec"])
+    rows = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[3:-1]]
+            for line in text.splitlines() if line.startswith("| yc")}
+    # the resumed run counts both stretches (train + eval), not its last process's 10 minutes
+    assert rows["DreamRec"] == ["cuda+cpu", "1", "30.0 ± 0.0", "30"]
+    assert rows["GRU4Rec"] == ["cpu", "2", "3.0 ± 1.4", "6"]
+    # only CPU runs enter the two-cores wall-time estimate
+    assert "- yc: 6 minutes of CPU runs in all" in text and "cuda+cpu: the run trained" in text
