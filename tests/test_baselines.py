@@ -288,3 +288,27 @@ def test_diffrec_training_vector_holds_the_target_only_when_configured(monkeypat
         model.calculate_loss(Batch(torch.tensor([[3, 30]]), torch.tensor([1]), torch.tensor([9])))
     assert seen[0][0, 10] == 1 and seen[1][0, 10] == 0
     assert seen[0][0, 4] == 1 and seen[1][0, 4] == 1
+
+
+def test_diffrec_loss_history_update_equals_recboles_element_by_element_loop():
+    from baselines.compat import recbole_models
+    from baselines.diffrec import update_lt_history
+
+    def state(steps=5, size=3):
+        net = torch.nn.Module()
+        net.history_num_per_term = size
+        net.Lt_history = torch.zeros(steps, size, dtype=torch.float64)
+        net.Lt_count = torch.zeros(steps, dtype=torch.long)
+        return net
+
+    ours, theirs = state(), state()
+    reference = recbole_models().DiffRec.update_Lt_history
+    g = torch.Generator().manual_seed(0)
+    for _ in range(6):  # enough calls for every step's FIFO to fill and then shift
+        ts = torch.randint(0, 5, (16,), generator=g)
+        loss = torch.rand(16, generator=g)
+        update_lt_history(ours, ts, loss)
+        reference(theirs, ts, loss)
+        assert torch.equal(ours.Lt_history, theirs.Lt_history)
+        assert torch.equal(ours.Lt_count, theirs.Lt_count)
+    assert int(ours.Lt_count.min()) == 3  # every FIFO is full: the shifting branch ran
