@@ -141,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="override a setting for every model (KEY=VALUE) or for one "
                     "(dreamrec.w=2); the records' config hash follows")
     ap.add_argument("--render-only", action="store_true", help="run nothing; render what exists")
+    ap.add_argument("--readme", type=Path, default=None, metavar="FILE",
+                    help="also rewrite the Table 1 block of FILE (between its table1:begin and "
+                    "table1:end markers) with the validation-selected table and its reading")
     args = ap.parse_args(argv)
     store.git_state()
     try:
@@ -149,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.seeds < 1 or args.jobs < 1:
             raise HarnessError("--seeds and --jobs must be >= 1")
         pick_device(args.device)
+        if args.readme is not None:
+            readme_text = args.readme.read_text(encoding="utf-8") if args.readme.is_file() else ""
+            if table1.README_BEGIN not in readme_text or table1.README_END not in readme_text:
+                raise HarnessError(
+                    f"--readme {args.readme}: no Table 1 block there; add the lines "
+                    f"'{table1.README_BEGIN}' and '{table1.README_END}' where the table should go")
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -224,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{' --datasets ' + ','.join(shown) if datasets else ''}", file=sys.stderr)
         return 2
     texts = table1.write(args.results_dir, tables)
+    if args.readme is not None:
+        table1.update_readme(args.readme, tables)
     print(texts["md"])
     if failed:
         print("failed runs:\n  " + "\n  ".join(failed), file=sys.stderr)

@@ -427,6 +427,94 @@ def timing(results_dir: Path, datasets: list[str], models: list[str]) -> str:
     return text + "\n"
 
 
+def _p_text(p: float) -> str:
+    return "n/a" if not np.isfinite(p) else (f"{p:.2g}" if p >= 1e-4 else "< 1e-4")
+
+
+def _significance(c: Comparison | None) -> str:
+    if c is None:
+        return "not tested"
+    welch, wil = c.welch_p_holm < ALPHA, c.wilcoxon_p_holm < ALPHA
+    verdict = ("significant in both tests" if welch and wil else
+               "significant in Welch's test only" if welch else
+               "significant in the Wilcoxon test only" if wil else "not significant in either test")
+    return (f"{verdict} (Holm-corrected p: Welch {_p_text(c.welch_p_holm)}, "
+            f"Wilcoxon {_p_text(c.wilcoxon_p_holm)})")
+
+
+def reading(tables: list[Table]) -> str:
+    """What the table says, computed from the records: per dataset the ranking, DreamRec against
+    the best baseline with both tests, top-20 lists that are nearly one list for every row, how
+    far each cell is from the paper's, and the selection gap (published minus
+    validation-selected). Nothing here is typed in by hand: it changes when the records do."""
+    val = next((t for t in tables if t.protocol == "validation"), tables[0])
+    pub = next((t for t in tables if t.protocol == "published"), None)
+    paper = paper_cells()
+    out: list[str] = []
+    for d in val.datasets:
+        ranked = _ranked(val.cells, d, "hr@20", val.models)
+        if d in val.missing_data or not ranked:
+            continue
+        def pct(m: str, metric: str = "hr@20", t: Table = val) -> float:
+            return 100 * t.cells[(d, m)].mean(metric)
+        out.append(f"- **{d}**, validation-selected test HR@20 %, best first: "
+                   + ", ".join(f"{row_label(m)} {pct(m):.2f}" for m in ranked) + ".")
+        if OURS in ranked and len(ranked) > 1:
+            parts = []
+            for metric in METRICS:
+                best = best_baseline(val.cells, d, metric, val.models)
+                rel = relative_improvement(val.cells[(d, OURS)].mean(metric),
+                                           val.cells[(d, best)].mean(metric))
+                parts.append(f"{METRIC_LABEL[metric]} {100 * rel:+.1f} % against {row_label(best)}, "
+                             f"{_significance(val.comparisons.get((d, metric, best)))}")
+            out.append(f"  DreamRec ranks {ranked.index(OURS) + 1} of {len(ranked)}: " + "; ".join(parts) + ".")
+        one_list = 2000 / max(1, _n_items(val, d))
+        for m in ranked:
+            cov = val.cells[(d, m)].values.get("coverage@20")
+            if cov and 100 * np.mean(cov) < 3 * one_list:
+                out.append(f"  {row_label(m)}'s top-20 lists cover {100 * np.mean(cov):.2f} % of the "
+                           f"items, near the {one_list:.2f} % of one list shown to every row: it "
+                           f"recommends nearly the same items to everyone (`python -m harness.diagnose` "
+                           f"shows which).")
+        diffs = [f"{row_label(m)} {pct(m) - paper[(PAPER_NAMES.get(m, m), d)]['hr20_mean']:+.2f}"
+                 for m in ranked if (PAPER_NAMES.get(m, m), d) in paper]
+        if diffs:
+            paper_rank = sorted((m for m in ranked if (PAPER_NAMES.get(m, m), d) in paper),
+                                key=lambda m: -paper[(PAPER_NAMES.get(m, m), d)]["hr20_mean"])
+            out.append(f"  Ours minus the paper, HR@20 points: {', '.join(diffs)}. Among these "
+                       f"models the paper's best is {row_label(paper_rank[0])}, ours "
+                       f"{row_label(ranked[0])}.")
+        if pub is not None:
+            gaps = [f"{row_label(m)} {pct(m, t=pub) - pct(m):+.2f}" for m in ranked
+                    if (d, m) in pub.cells and pub.cells[(d, m)].n]
+            if gaps:
+                out.append(f"  Selection gap, published minus validation-selected HR@20 points: "
+                           f"{', '.join(gaps)}.")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+README_BEGIN = "<!-- table1:begin (written by python -m harness.reproduce_table1 --readme README.md) -->"
+README_END = "<!-- table1:end -->"
+
+
+def readme_block(tables: list[Table]) -> str:
+    """The README's Table 1 section: the validation-selected table and its reading."""
+    val = next((t for t in tables if t.protocol == "validation"), tables[0])
+    return (f"{README_BEGIN}\n\n{_title(val)[0].upper()}{_title(val)[1:]}; the published-protocol "
+            f"table, the run times and every p-value are in `results/table1.*`.\n\n{markdown(val)}\n"
+            f"Reading, computed from the same records:\n\n{reading(tables)}\n{README_END}")
+
+
+def update_readme(path: Path, tables: list[Table]) -> None:
+    """Replace the block between the Table 1 markers of ``path`` (atomically)."""
+    text = Path(path).read_text(encoding="utf-8")
+    start, end = text.find(README_BEGIN), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{path} has no Table 1 block; put the lines {README_BEGIN!r} and "
+                         f"{README_END!r} where the table should go")
+    store.write_text(Path(path), text[:start] + readme_block(tables) + text[end + len(README_END):])
+
+
 def write(results_dir: Path, tables: list[Table], stem: str = "table1") -> dict[str, str]:
     """Write ``<stem>.md``, ``.csv`` and ``.tex`` under ``results_dir`` atomically; returns the
     texts."""
@@ -435,6 +523,9 @@ def write(results_dir: Path, tables: list[Table], stem: str = "table1") -> dict[
           "do not edit.", ""]
     for t in tables:
         md += [f"## {_title(t)[0].upper()}{_title(t)[1:]}", "", markdown(t)]
+    read = reading(tables)
+    if read:
+        md += ["## Reading (computed from the records above)", "", read]
     t = tables[0]
     run_time = timing(results_dir, t.datasets, t.models)
     if run_time:

@@ -178,3 +178,33 @@ def test_run_time_names_each_records_devices_and_adds_every_stretch_of_a_resumed
     assert rows["GRU4Rec"] == ["cpu", "2", "3.0 ± 1.4", "6"]
     # only CPU runs enter the two-cores wall-time estimate
     assert "- yc: 6 minutes of CPU runs in all" in text and "cuda+cpu: the run trained" in text
+
+
+def test_the_reading_and_the_readme_block_follow_the_records(reproduced, tmp_path, capsys):
+    from harness import table1
+    res, _ = reproduced
+    readme = tmp_path / "README.md"
+    readme.write_text("# Project\n\nintro\n")
+    # a README without the markers: one-line error, nothing written, not even the tables
+    (res / "table1.md").unlink()
+    assert main([*SMALL, "--render-only", "--readme", str(readme), "--results-dir", str(res)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --readme") and err.count("\n") == 1 and "table1:begin" in err
+    assert readme.read_text() == "# Project\n\nintro\n" and not (res / "table1.md").exists()
+
+    readme.write_text(f"# Project\n\n{table1.README_BEGIN}\nold text\n{table1.README_END}\n\nafter\n")
+    assert main([*SMALL, "--render-only", "--readme", str(readme), "--results-dir", str(res)]) == 0
+    text = readme.read_text()
+    assert "old text" not in text and text.endswith(f"{table1.README_END}\n\nafter\n")
+    rows = list(csv.DictReader((res / "table1.csv").open()))
+    hr = {r["model"]: float(r["mean_pct"]) for r in rows
+          if r["protocol"] == "validation" and r["metric"] == "hr@20"}
+    first, second = sorted(hr, key=lambda m: -hr[m])
+    label = {"gru4rec": "GRU4Rec", "dreamrec": "DreamRec"}
+    # the reading ranks the models as the records do, and the same reading is in table1.md
+    line = next(x for x in text.splitlines() if x.startswith("- **ml-100k**"))
+    assert line.index(label[first]) < line.index(label[second])
+    assert f"{label[first]} {hr[first]:.2f}" in line
+    assert "DreamRec ranks " + ("1" if first == "dreamrec" else "2") + " of 2" in text
+    assert "Selection gap, published minus validation-selected" in text
+    assert line in (res / "table1.md").read_text()
