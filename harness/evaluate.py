@@ -121,3 +121,20 @@ def evaluate(
     metrics = summarize(ranks)
     metrics[f"coverage@{COVERAGE_K}"] = float(recommended.float().mean())
     return Evaluation(ranks=ranks, metrics=metrics)
+
+
+def popularity_scores(train: Split, n_items: int) -> Tensor:
+    """[n_items] scores of the most-popular reference: each item's count as a training target,
+    ties broken towards the lower item id (so the top 20 is one fixed list)."""
+    counts = np.bincount(train.target, minlength=n_items)[:n_items].astype(np.float64)
+    tie_break = (n_items - np.arange(n_items)) / (n_items + 1.0)  # in (0, 1): never reorders counts
+    return torch.from_numpy(counts + tie_break)
+
+
+def most_popular(train: Split, split: Split, n_items: int, mask_history: bool = False) -> Evaluation:
+    """The most-popular reference on ``split``: every row gets the same ranking, by training
+    target counts, through the same evaluator as the models. It needs no training and no seed;
+    a model below it has learned less than the item counts say."""
+    scores = popularity_scores(train, n_items).float()
+    return evaluate(lambda h, ln, g: scores.expand(h.shape[0], -1), split, n_items,
+                    mask_history=mask_history)

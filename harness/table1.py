@@ -161,6 +161,8 @@ class Table:
     comparisons: dict[tuple[str, str, str], Comparison]
     missing_data: dict[str, str]  # dataset -> reason its files are missing
     quick: bool = False
+    #: dataset -> test metrics of the most-popular reference (harness.evaluate.most_popular)
+    references: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def marker(self, dataset: str, metric: str) -> str:
         """'*' Welch and/or '†' Wilcoxon significant (Holm, alpha 0.05) against the best baseline."""
@@ -236,6 +238,10 @@ def footnotes(t: Table) -> list[str]:
             notes.append(f"{d}, top-20 coverage (% of the items in at least one test row's top "
                          f"20; a model ranking every row alike covers {2000 / max(1, _n_items(t, d)):.1f} %), "
                          f"mean over seeds: {', '.join(cov)}.")
+    for d, ref in t.references.items():
+        notes.append(f"{d}, most-popular reference (the same list for every row, by training-"
+                     f"target counts; no training): HR@20 {100 * ref['hr@20']:.2f}, NDCG@20 "
+                     f"{100 * ref['ndcg@20']:.2f}.")
     if any(m in REIMPLEMENTED for m in t.models):
         notes.append("‡ Reimplemented from the paper by this harness (neither the DreamRec nor "
                      "the DROS code release contains it); see baselines/ips.py and "
@@ -476,6 +482,14 @@ def reading(tables: list[Table]) -> str:
                            f"items, near the {one_list:.2f} % of one list shown to every row: it "
                            f"recommends nearly the same items to everyone (`python -m harness.diagnose` "
                            f"shows which).")
+        ref = val.references.get(d)
+        if ref:
+            below = [row_label(m) for m in ranked if pct(m) < 100 * ref["hr@20"]]
+            out.append(f"  A most-popular list (one list for every row, items by their count as "
+                       f"training targets; no training, no seed) scores HR@20 "
+                       f"{100 * ref['hr@20']:.2f}, NDCG@20 {100 * ref['ndcg@20']:.2f}"
+                       + (f"; below it in HR@20: {', '.join(below)}." if below
+                          else "; every model is above it in HR@20."))
         diffs = [f"{row_label(m)} {pct(m) - paper[(PAPER_NAMES.get(m, m), d)]['hr20_mean']:+.2f}"
                  for m in ranked if (PAPER_NAMES.get(m, m), d) in paper]
         if diffs:

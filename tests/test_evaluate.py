@@ -95,3 +95,22 @@ def test_coverage_is_the_share_of_items_in_some_top_20():
     covered = {(f + j) % 100 for f in firsts for j in range(20)}
     assert ev.metrics["coverage@20"] == pytest.approx(len(covered) / 100)
     assert ev.metrics["coverage@20"] > 0.9
+
+
+def test_most_popular_ranks_items_by_training_target_counts_the_same_for_every_row():
+    from harness.data import Split
+    from harness.evaluate import most_popular, popularity_scores
+
+    def split(targets):
+        n = len(targets)
+        hist = np.full((n, 10), 5, dtype=np.int64)
+        return Split(history=hist, length=np.ones(n, dtype=np.int64), target=np.asarray(targets))
+
+    train = split([3, 3, 3, 1, 1, 4])  # counts: item 3 x3, item 1 x2, item 4 x1, items 0 and 2 x0
+    s = popularity_scores(train, 5)
+    assert s.argsort(descending=True).tolist() == [3, 1, 4, 0, 2]  # ties to the lower id
+    ev = most_popular(train, split([3, 1, 0, 2]), 5)
+    assert ev.ranks.tolist() == [0, 1, 3, 4]
+    assert ev.metrics["hr@20"] == 1.0
+    assert ev.metrics["ndcg@20"] == pytest.approx(np.mean(1 / np.log2(np.array([0, 1, 3, 4]) + 2)))
+    assert ev.metrics["coverage@20"] == 1.0  # 5 items, all in the one top-20 list

@@ -208,3 +208,8 @@ def test_the_reading_and_the_readme_block_follow_the_records(reproduced, tmp_pat
     assert "DreamRec ranks " + ("1" if first == "dreamrec" else "2") + " of 2" in text
     assert "Selection gap, published minus validation-selected" in text
     assert line in (res / "table1.md").read_text()
+    from harness.data import load_dataset
+    from harness.evaluate import most_popular
+    s = load_dataset("ml-100k", None)
+    ref = most_popular(s.train, s.test, s.n_items).metrics
+    assert (f"scores HR@20 {100 * ref['hr@20']:.2f}, NDCG@20 {100 * ref['ndcg@20']:.2f}" in text)
