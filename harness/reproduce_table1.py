@@ -28,14 +28,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from harness import store, table1
 from harness.data import DATASETS, load_dataset
 from harness.errors import HarnessError
 from harness.models import MODELS
-from harness.report import PAPER_NAMES
 from harness.evaluate import most_popular
+from harness.report import PAPER_NAMES
 from harness.run import parse_overrides, pick_device, record_base
 
 TABLE_DATASETS = ("yc", "ks", "zhihu", "ml-100k")  # the paper's column order, then ours
@@ -229,8 +230,10 @@ def main(argv: list[str] | None = None) -> int:
               for p in protocols]
     references = {d: most_popular(loaded[d].train, loaded[d].test, loaded[d].n_items).metrics
                   for d in shown if d in loaded}
+    cold_rows = {d: ~np.isin(loaded[d].test.target, loaded[d].train.target)
+                 for d in shown if d in loaded}
     for t in tables:
-        t.references = references
+        t.references, t.cold_rows = references, cold_rows
     if not any(c.n for t in tables for c in t.cells.values()):
         need = ", ".join(t.name for t in tasks[:8]) + (" ..." if len(tasks) > 8 else "")
         print(f"error: no finished runs under {args.results_dir}/records to tabulate; missing: "

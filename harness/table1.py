@@ -163,6 +163,8 @@ class Table:
     quick: bool = False
     #: dataset -> test metrics of the most-popular reference (harness.evaluate.most_popular)
     references: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: dataset -> [n_test_rows] bool, the test rows whose target never occurs as a training target
+    cold_rows: dict[str, np.ndarray] = field(default_factory=dict)
 
     def marker(self, dataset: str, metric: str) -> str:
         """'*' Welch and/or '†' Wilcoxon significant (Holm, alpha 0.05) against the best baseline."""
@@ -448,6 +450,26 @@ def _significance(c: Comparison | None) -> str:
             f"Wilcoxon {_p_text(c.wilcoxon_p_holm)})")
 
 
+def cold_rows_text(t: Table, dataset: str, models: list[str]) -> str:
+    """How each model does on the test rows whose target never occurs as a training target,
+    and on the others, from the per-row ranks of the records ("" when there are no such rows).
+
+    A model trained on its targets' embeddings (DreamRec's MSE, or a baseline's negatives) never
+    learns such an item; a model that still hits it is ranking by something else, such as the
+    initial norm of an embedding no loss has touched."""
+    cold = t.cold_rows.get(dataset)
+    if cold is None or not cold.any():
+        return ""
+    parts = []
+    for m in models:
+        rows = t.cells[(dataset, m)].row_means.get("hr@20")
+        if rows is not None and rows.shape == cold.shape:
+            parts.append(f"{row_label(m)} {100 * rows[cold].mean():.2f} / {100 * rows[~cold].mean():.2f}")
+    text = (f"{100 * cold.mean():.1f} % of the test rows have a target that never occurs as a "
+            f"training target")
+    return text + (f"; HR@20 on those rows / on the others: {', '.join(parts)}." if parts else ".")
+
+
 def reading(tables: list[Table]) -> str:
     """What the table says, computed from the records: per dataset the ranking, DreamRec against
     the best baseline with both tests, top-20 lists that are nearly one list for every row, how
@@ -482,6 +504,9 @@ def reading(tables: list[Table]) -> str:
                            f"items, near the {one_list:.2f} % of one list shown to every row: it "
                            f"recommends nearly the same items to everyone (`python -m harness.diagnose` "
                            f"shows which).")
+        cold = cold_rows_text(val, d, ranked)
+        if cold:
+            out.append(f"  {cold}")
         ref = val.references.get(d)
         if ref:
             below = [row_label(m) for m in ranked if pct(m) < 100 * ref["hr@20"]]

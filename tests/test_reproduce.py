@@ -213,3 +213,24 @@ def test_the_reading_and_the_readme_block_follow_the_records(reproduced, tmp_pat
     s = load_dataset("ml-100k", None)
     ref = most_popular(s.train, s.test, s.n_items).metrics
     assert (f"scores HR@20 {100 * ref['hr@20']:.2f}, NDCG@20 {100 * ref['ndcg@20']:.2f}" in text)
+
+
+def test_the_reading_splits_each_models_hits_between_never_trained_targets_and_the_rest():
+    import numpy as np
+    from harness import table1
+
+    def cell(model, hits):
+        c = table1.Cell("d", model, seeds=[0])
+        c.row_means["hr@20"] = np.asarray(hits, dtype=float)
+        return c
+
+    cells = {("d", "dreamrec"): cell("dreamrec", [1, 1, 0, 0, 0]),
+             ("d", "gru4rec"): cell("gru4rec", [0, 0, 1, 1, 0])}
+    t = table1.Table("validation", ["d"], ["gru4rec", "dreamrec"], cells, {}, {},
+                     cold_rows={"d": np.array([True, True, False, False, False])})
+    text = table1.cold_rows_text(t, "d", ["dreamrec", "gru4rec"])
+    assert text == ("40.0 % of the test rows have a target that never occurs as a training target; "
+                    "HR@20 on those rows / on the others: DreamRec 100.00 / 0.00, "
+                    "GRU4Rec 0.00 / 66.67.")
+    t.cold_rows["d"] = np.zeros(5, dtype=bool)
+    assert table1.cold_rows_text(t, "d", ["dreamrec"]) == ""  # no such rows, no statement
