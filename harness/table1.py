@@ -520,9 +520,9 @@ def reading(tables: list[Table]) -> str:
         if diffs:
             paper_rank = sorted((m for m in ranked if (PAPER_NAMES.get(m, m), d) in paper),
                                 key=lambda m: -paper[(PAPER_NAMES.get(m, m), d)]["hr20_mean"])
-            out.append(f"  Ours minus the paper, HR@20 points: {', '.join(diffs)}. Among these "
-                       f"models the paper's best is {row_label(paper_rank[0])}, ours "
-                       f"{row_label(ranked[0])}.")
+            out.append(f"  Ours minus the paper, HR@20 points: {', '.join(diffs)}."
+                       + (f" Among these models the paper's best is {row_label(paper_rank[0])}, "
+                          f"ours {row_label(ranked[0])}." if len(paper_rank) > 1 else ""))
         if pub is not None:
             gaps = [f"{row_label(m)} {pct(m, t=pub) - pct(m):+.2f}" for m in ranked
                     if (d, m) in pub.cells and pub.cells[(d, m)].n]
