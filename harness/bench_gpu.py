@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             except HarnessError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 1
-            through.append([n, f"{wall:.1f}", f"{n * 3600 / wall:.1f}",
+            through.append([n, f"{wall:.2f}", f"{n * 3600 / wall:.1f}",
                             f"{n * args.budget_epochs * 3600 / wall:.0f}"])
             print(f"{n} concurrent runs: {wall:.1f} s", file=sys.stderr)
     cmd = " ".join(argv if argv is not None else sys.argv[1:])
