@@ -28,7 +28,7 @@ import torch
 from tabulate import tabulate
 
 from harness import store
-from harness.data import DATASETS, check_dataset_name, load_dataset
+from harness.data import DATASETS, check_dataset_name, load_dataset, target_counts
 from harness.errors import HarnessError
 from harness.evaluate import target_ranks
 from harness.models import MODELS, get_model
@@ -72,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     model.to(device).eval()
     epoch = int(saved["selected_epoch"])
     n = splits.n_items
-    train_count = np.bincount(splits.train.target, minlength=n)
-    never = train_count == 0
+    never = target_counts(splits.train, n) == 0
     rows = []
     for split in ("val", "test"):
         sp = splits.split(split)

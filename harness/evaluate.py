@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from harness.data import Split
+from harness.data import Split, target_counts
 from harness.errors import HarnessError
 
 KS: tuple[int, ...] = (10, 20, 50)
@@ -124,17 +124,20 @@ def evaluate(
 
 
 def popularity_scores(train: Split, n_items: int) -> Tensor:
-    """[n_items] scores of the most-popular reference: each item's count as a training target,
-    ties broken towards the lower item id (so the top 20 is one fixed list)."""
-    counts = np.bincount(train.target, minlength=n_items)[:n_items].astype(np.float64)
-    tie_break = (n_items - np.arange(n_items)) / (n_items + 1.0)  # in (0, 1): never reorders counts
-    return torch.from_numpy(counts + tie_break)
+    """[n_items] scores of the most-popular reference: items ordered by their count as a
+    training target, ties broken towards the lower item id (so the top 20 is one fixed list).
+    The scores are the positions in that order (n_items for the first, down to 1), exact in
+    float32 whatever the counts."""
+    order = np.lexsort((np.arange(n_items), -target_counts(train, n_items)))
+    scores = np.empty(n_items, dtype=np.float32)
+    scores[order] = np.arange(n_items, 0, -1, dtype=np.float32)
+    return torch.from_numpy(scores)
 
 
 def most_popular(train: Split, split: Split, n_items: int, mask_history: bool = False) -> Evaluation:
     """The most-popular reference on ``split``: every row gets the same ranking, by training
     target counts, through the same evaluator as the models. It needs no training and no seed;
     a model below it has learned less than the item counts say."""
-    scores = popularity_scores(train, n_items).float()
+    scores = popularity_scores(train, n_items)
     return evaluate(lambda h, ln, g: scores.expand(h.shape[0], -1), split, n_items,
                     mask_history=mask_history)

@@ -28,11 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from harness import store, table1
-from harness.data import DATASETS, load_dataset
+from harness.data import DATASETS, load_dataset, target_counts
 from harness.errors import HarnessError
 from harness.models import MODELS
 from harness.evaluate import most_popular
@@ -155,11 +154,10 @@ def main(argv: list[str] | None = None) -> int:
             raise HarnessError("--seeds and --jobs must be >= 1")
         pick_device(args.device)
         if args.readme is not None:
-            readme_text = args.readme.read_text(encoding="utf-8") if args.readme.is_file() else ""
-            if table1.README_BEGIN not in readme_text or table1.README_END not in readme_text:
-                raise HarnessError(
-                    f"--readme {args.readme}: no Table 1 block there; add the lines "
-                    f"'{table1.README_BEGIN}' and '{table1.README_END}' where the table should go")
+            try:
+                table1.readme_span(args.readme)  # before anything is run or written
+            except HarnessError as e:
+                raise HarnessError(f"--readme {e}") from None
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -230,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
               for p in protocols]
     references = {d: most_popular(loaded[d].train, loaded[d].test, loaded[d].n_items).metrics
                   for d in shown if d in loaded}
-    cold_rows = {d: ~np.isin(loaded[d].test.target, loaded[d].train.target)
+    cold_rows = {d: target_counts(loaded[d].train, loaded[d].n_items)[loaded[d].test.target] == 0
                  for d in shown if d in loaded}
     for t in tables:
         t.references, t.cold_rows = references, cold_rows

@@ -23,7 +23,8 @@ import numpy as np
 from tabulate import tabulate
 
 from harness import store
-from harness.evaluate import row_metrics
+from harness.errors import HarnessError
+from harness.evaluate import COVERAGE_K, row_metrics
 from harness.report import PAPER_NAMES, paper_cells
 from harness.stats import holm, mean_std, relative_improvement, welch_p, wilcoxon_p
 
@@ -238,7 +239,7 @@ def footnotes(t: Table) -> list[str]:
                for m in t.models if (d, m) in t.cells and "coverage@20" in t.cells[(d, m)].values]
         if cov:
             notes.append(f"{d}, top-20 coverage (% of the items in at least one test row's top "
-                         f"20; a model ranking every row alike covers {2000 / max(1, _n_items(t, d)):.1f} %), "
+                         f"20; a model ranking every row alike covers {_one_list_pct(t, d):.1f} %), "
                          f"mean over seeds: {', '.join(cov)}.")
     for d, ref in t.references.items():
         notes.append(f"{d}, most-popular reference (the same list for every row, by training-"
@@ -258,6 +259,11 @@ def _n_items(t: Table, dataset: str) -> int:
         if d == dataset and c.n_items:
             return c.n_items
     return 0
+
+
+def _one_list_pct(t: Table, dataset: str) -> float:
+    """coverage@20 in % of a model that shows every row the same 20 items."""
+    return 100 * COVERAGE_K / max(1, _n_items(t, dataset))
 
 
 def _improvement_row(t: Table, fmt=lambda s: s) -> list[str]:
@@ -496,7 +502,7 @@ def reading(tables: list[Table]) -> str:
                 parts.append(f"{METRIC_LABEL[metric]} {100 * rel:+.1f} % against {row_label(best)}, "
                              f"{_significance(val.comparisons.get((d, metric, best)))}")
             out.append(f"  DreamRec ranks {ranked.index(OURS) + 1} of {len(ranked)}: " + "; ".join(parts) + ".")
-        one_list = 2000 / max(1, _n_items(val, d))
+        one_list = _one_list_pct(val, d)
         for m in ranked:
             cov = val.cells[(d, m)].values.get("coverage@20")
             if cov and 100 * np.mean(cov) < 3 * one_list:
@@ -544,13 +550,20 @@ def readme_block(tables: list[Table]) -> str:
             f"Reading, computed from the same records:\n\n{reading(tables)}\n{README_END}")
 
 
-def update_readme(path: Path, tables: list[Table]) -> None:
-    """Replace the block between the Table 1 markers of ``path`` (atomically)."""
-    text = Path(path).read_text(encoding="utf-8")
+def readme_span(path: Path) -> tuple[str, int, int]:
+    """``path``'s text and where its Table 1 block starts and ends; HarnessError without one."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
     start, end = text.find(README_BEGIN), text.find(README_END)
     if start < 0 or end < start:
-        raise ValueError(f"{path} has no Table 1 block; put the lines {README_BEGIN!r} and "
-                         f"{README_END!r} where the table should go")
+        raise HarnessError(f"{path}: no Table 1 block there; add the lines '{README_BEGIN}' and "
+                           f"'{README_END}' where the table should go")
+    return text, start, end
+
+
+def update_readme(path: Path, tables: list[Table]) -> None:
+    """Replace the block between the Table 1 markers of ``path`` (atomically)."""
+    text, start, end = readme_span(path)
     store.write_text(Path(path), text[:start] + readme_block(tables) + text[end + len(README_END):])
 
 

@@ -290,13 +290,15 @@ def _train(
     first = 0
     saved = _load_checkpoint(checkpoint, checkpoint_key)
     segments: list[dict[str, Any]] = []
+    generator = "fresh"  # the model's noise generator in this stretch: fresh, continued or reseeded
     if saved is not None:
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         rng.bit_generator.state = saved["numpy_rng"]
         torch.set_rng_state(saved["torch_rng"])
         segments = _saved_segments(saved)
-        if segments[-1]["device"] == device.type:
+        generator = "continued" if segments[-1]["device"] == device.type else "reseeded"
+        if generator == "continued":
             gen.set_state(saved["generator"])
             if device.type == "cuda" and saved.get("cuda_rng") is not None:
                 torch.cuda.set_rng_state(saved["cuda_rng"], device)
@@ -324,9 +326,7 @@ def _train(
                   file=sys.stderr, flush=True)
     # where each stretch of epochs ran: one entry per process that trained this run
     here = {"device": device.type, "torch": str(torch.__version__), "first_epoch": first,
-            "last_epoch": first - 1,
-            "generator": "fresh" if saved is None else (
-                "continued" if segments[-1]["device"] == device.type else "reseeded")}
+            "last_epoch": first - 1, "generator": generator}
     if device.type == "cuda":
         here["gpu"] = torch.cuda.get_device_name(device)
     segments.append(here)

@@ -15,7 +15,7 @@ from harness.data.registry import (
     load_dataset,
     source_files,
 )
-from harness.data.splits import SEQ_LEN, SequenceSplits, Split, content_checksum
+from harness.data.splits import SEQ_LEN, SequenceSplits, Split, content_checksum, target_counts
 
 __all__ = [
     "AUTHORS_DATASETS",
@@ -31,4 +31,5 @@ __all__ = [
     "default_data_dir",
     "load_dataset",
     "source_files",
+    "target_counts",
 ]

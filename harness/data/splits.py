@@ -40,6 +40,11 @@ class Split:
         return int((self.history[:, 0] == pad_id).sum())
 
 
+def target_counts(split: Split, n_items: int) -> np.ndarray:
+    """[n_items] int64: how many rows of ``split`` have each item as their target."""
+    return np.bincount(split.target, minlength=n_items)[:n_items]
+
+
 @dataclass(frozen=True)
 class SequenceSplits:
     """train/val/test of one dataset; items are 0..n_items-1 and ``pad_id == n_items``."""
