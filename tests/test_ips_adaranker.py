@@ -115,6 +115,24 @@ def test_adaranker_scores_change_with_z_and_blocks_do_not_change_them():
         torch.testing.assert_close(model.full_sort_predict(hist, length), model.full_sort_predict(hist, length))
 
 
+def test_adaranker_full_ranking_equals_its_training_scorer_under_modulation():
+    """Full ranking folds the hidden modulation into the row and item parts and scores in
+    blocks; it must give what the training path's pair scorer gives for every item."""
+    model = ada(score_block=N * 64 * 5)
+    with torch.no_grad():
+        model.film.weight.normal_(0, 0.5)
+        model.slot_values.normal_(0, 0.5)  # a non-trivial scale and shift of the hidden layer
+    hist, length, _, _ = rows()
+    z = torch.randn(32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        got = model.full_sort_predict(hist, length, z=z)
+        film, hidden_mod = model._mod(z)
+        seq = model.sequence(hist, length, film)
+        items = model.net.item_embedding.weight[1:N + 1]
+        expect = model.pair_scores(seq, items.unsqueeze(0).expand(len(seq), -1, -1), hidden_mod)
+    torch.testing.assert_close(got, expect, rtol=1e-5, atol=1e-5)
+
+
 def test_adaranker_latent_follows_the_candidate_distribution():
     model = ada()
     emb = model.net.item_embedding.weight[1:N + 1].detach()
