@@ -16,11 +16,8 @@ each run resumes from its last evaluation's checkpoint, and a rerun starts only 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import re
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -36,7 +33,7 @@ from harness.errors import HarnessError
 from harness.models import MODELS
 from harness.evaluate import most_popular
 from harness.report import PAPER_NAMES
-from harness.run import parse_overrides, pick_device, record_base
+from harness.run import parse_overrides, pick_device, record_base, spawn
 
 TABLE_DATASETS = ("yc", "ks", "zhihu", "ml-100k")  # the paper's column order, then ours
 QUICK_SETTINGS = ["max_epochs=3", "eval_every=1"]
@@ -89,33 +86,18 @@ def model_settings(items: list[str], models: list[str], base: list[str]) -> dict
     return out
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Linux: the child gets SIGKILL when this process dies, so a killed reproduction leaves no
-    orphan run writing beside its rerun."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def run_task(task: Task, args: argparse.Namespace, threads: int, log_dir: Path,
              extra: list[str]) -> tuple[Task, int, float]:
-    cmd = [sys.executable, "-m", "harness.run", "--model", task.model, "--dataset", task.dataset,
-           "--seeds", "1", "--first-seed", str(task.seed), "--protocol", args.protocol,
-           "--device", args.device, "--threads", str(threads), "--results-dir",
-           str(args.results_dir), "--no-progress", "--no-summary", *extra]
+    argv = ["--model", task.model, "--dataset", task.dataset, "--seeds", "1", "--first-seed",
+            str(task.seed), "--protocol", args.protocol, "--device", args.device, "--threads",
+            str(threads), "--results-dir", str(args.results_dir), "--no-progress", "--no-summary",
+            *extra]
     if task.model == "dreamrec":  # small states, reused by harness.sampling and harness.diagnose
-        cmd.append("--save-model")
+        argv.append("--save-model")
     if args.data_dir:
-        cmd += ["--data-dir", args.data_dir]
-    log = log_dir / f"{task.dataset}-{task.model}-seed{task.seed}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+        argv += ["--data-dir", args.data_dir]
     t0 = time.perf_counter()
-    with open(log, "a") as fh:
-        fh.write(f"$ {' '.join(cmd)}\n")
-        fh.flush()
-        rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT,
-                             preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    rc = spawn(argv, log_dir / f"{task.dataset}-{task.model}-seed{task.seed}.log")
     return task, rc, time.perf_counter() - t0
 
 

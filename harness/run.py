@@ -8,8 +8,11 @@ rerun finishes the missing seeds only.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -153,6 +156,27 @@ def summarize(results_dir: Path, dataset: str, model: str, protocols: list[str],
     head = ["protocol", "seeds"] + [m.upper() for m in SUMMARY_METRICS]
     title = f"{model} on {dataset}: test metrics in %, mean ± std over seeds"
     return title + "\n" + tabulate(rows, headers=head, tablefmt="github")
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux: the child gets SIGKILL when its parent dies, so a killed reproduction or tuning
+    leaves no orphan run writing beside its rerun."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def spawn(argv: list[str], log: Path) -> int:
+    """``python -m harness.run ARGV`` in a child process that dies with this one, its output
+    appended to ``log``; the child's exit status (what :func:`main` returns)."""
+    cmd = [sys.executable, "-m", "harness.run", *argv]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as fh:
+        fh.write(f"$ {' '.join(cmd)}\n")
+        fh.flush()
+        return subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT,
+                               preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,13 +10,20 @@ every point and the point chosen by validation NDCG@20 (ties by HR@20), and the 
 are written into the model's config file, or the file given with ``--config``
 (``--no-write-config`` leaves it); other ``--set`` values the trials ran with are named in the
 file's header but not written. Test metrics play no part in the choice.
+
+``--jobs N`` trains N grid points at once, each in its own process (its output in
+``<point>/run.log``): on a CPU the cores are shared out (one torch thread each unless
+``--threads`` says otherwise), on one GPU several small trials share it. Every point's settings
+are checked before any training starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -67,27 +74,61 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results-dir", default="results")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads per trial (default: all cores, or the cores shared "
+                    "out among --jobs)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="grid points trained at once, each in its own process (default 1)")
     args, passthrough = ap.parse_known_args(argv)
     try:
         spec = get_model(args.model)
         grid = parse_grid(args.grid, args.model)
-        spec.configs(args.dataset)  # a broken config file fails before any training
+        if args.jobs < 1 or args.seeds < 1:
+            raise HarnessError("--jobs and --seeds must be >= 1")
+        given = run.build_parser().parse_known_args(passthrough)[0]  # the trials' --set/--config
+        fixed = run.parse_overrides(given.set)
+        keys = list(grid)
+        points = list(itertools.product(*(grid[k] for k in keys)))
+        for values in points:  # a broken config file or grid value fails before any training
+            spec.configs(args.dataset, {**fixed, **dict(zip(keys, values))}, given.config)
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    keys = list(grid)
     root = Path(args.results_dir) / "tuning" / args.dataset / args.model
-    rows, best = [], None
-    for values in itertools.product(*(grid[k] for k in keys)):
+    threads = args.threads or (max(1, len(os.sched_getaffinity(0)) // args.jobs)
+                               if args.jobs > 1 else 0)
+
+    def trial(values: tuple[str, ...]) -> int:
         point = ",".join(f"{k}={v}" for k, v in zip(keys, values))
         sets = [x for k, v in zip(keys, values) for x in ("--set", f"{k}={v}")]
-        rc = run.main(["--model", args.model, "--dataset", args.dataset, "--seeds", str(args.seeds),
-                       "--results-dir", str(root / point), "--device", args.device,
-                       "--threads", str(args.threads), "--no-progress", "--no-summary", *sets, *passthrough,
-                       *(["--data-dir", args.data_dir] if args.data_dir else [])])
+        argv = ["--model", args.model, "--dataset", args.dataset, "--seeds", str(args.seeds),
+                "--results-dir", str(root / point), "--device", args.device,
+                "--threads", str(threads), "--no-progress", "--no-summary", *sets, *passthrough,
+                *(["--data-dir", args.data_dir] if args.data_dir else [])]
+        if args.jobs == 1:
+            return run.main(argv)
+        rc = run.spawn(argv, root / point / "run.log")
         if rc == 2:
-            return 2  # bad input: run.main said why
+            print(f"error: trial {point} was refused; its log: {root / point / 'run.log'}",
+                  file=sys.stderr)
+        return rc
+
+    if args.jobs == 1:
+        codes = []
+        for values in points:
+            codes.append(trial(values))
+            if codes[-1] == 2:
+                return 2  # bad input: run.main said why
+    else:
+        print(f"{len(points)} grid points, {args.jobs} at a time ({threads or 'all'} CPU "
+              f"thread(s) each); logs in {root}/<point>/run.log", file=sys.stderr)
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            codes = list(pool.map(trial, points))
+        if 2 in codes:
+            return 2
+    rows, best = [], None
+    for values in points:
+        point = ",".join(f"{k}={v}" for k, v in zip(keys, values))
         recs = [store.read_record(store.record_path(root / point, args.dataset, args.model,
                                                     "validation", s)) for s in range(args.seeds)]
         ok = [r for r in recs if r and r["status"] == "ok"]
@@ -114,7 +155,6 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if best and not args.no_write_config:
         point = dict(kv.split("=", 1) for kv in best[1].split(","))
-        given = run.build_parser().parse_known_args(passthrough)[0]  # --set/--config of the trials
         path = Path(given.config) if given.config else spec.config_path(args.dataset)
         model_cfg, train_cfg = spec.configs(args.dataset, point, path)
         header = _model_part_of_header(path.read_text()) + (

@@ -4,6 +4,7 @@ import json
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,6 +150,44 @@ def test_tune_chooses_the_point_with_the_best_validation_ndcg(tmp_path, monkeypa
     assert f"lr = {float(best)}" in written
     assert "timesteps = 500" in written and "max_epochs = 1000" in written  # not the trials' --set
     assert "the trials also ran with --set eval_every=1" in written
+
+
+def test_tune_jobs_train_points_in_parallel_processes_with_the_same_records(tmp_path, monkeypatch):
+    import shutil
+
+    import harness.models
+    from harness.tune import main as tune_main
+
+    shutil.copytree(harness.models.CONFIG_DIR, tmp_path / "configs")
+    monkeypatch.setattr(harness.models, "CONFIG_DIR", tmp_path / "configs")
+    grid = ["--dataset", "ml-100k", "--grid", "lr=1e-9,1e-2", "--no-write-config", *TINY,
+            "--set", "max_epochs=1"]
+    assert tune_main(["--results-dir", str(tmp_path / "one"), *grid]) == 0
+    assert tune_main(["--results-dir", str(tmp_path / "two"), "--jobs", "2", *grid]) == 0
+    for lr in ("1e-9", "1e-2"):
+        point = Path("tuning") / "ml-100k" / "dreamrec" / f"lr={lr}"
+        recs = [json.loads(store.record_path(tmp_path / d / point, "ml-100k", "dreamrec",
+                                             "validation", 0).read_text()) for d in ("one", "two")]
+        assert _comparable(recs[0]) == _comparable(recs[1])
+        log = (tmp_path / "two" / point / "run.log").read_text()
+        assert log.startswith("$ ") and f"lr={lr}" in log  # each point ran in its own process
+        assert not (tmp_path / "one" / point / "run.log").exists()
+    assert ((tmp_path / "one" / "tuning" / "ml-100k-dreamrec.md").read_text()
+            == (tmp_path / "two" / "tuning" / "ml-100k-dreamrec.md").read_text())
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--grid", "lr=1e-3,fast"], "setting 'lr'"),
+    (["--grid", "nonsense=1"], "unknown setting 'nonsense'"),
+    (["--jobs", "0"], "--jobs and --seeds must be >= 1"),
+])
+def test_tune_checks_every_point_before_training(tmp_path, capsys, bad, message):
+    from harness.tune import main as tune_main
+
+    assert tune_main(["--results-dir", str(tmp_path / "res"), "--jobs", "2", *bad]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "res").exists()
 
 
 def test_tune_rejects_a_malformed_grid(capsys):
