@@ -1,10 +1,13 @@
-"""``python -m harness.bench``: DreamRec training-epoch and generation times on one dataset.
+"""``python -m harness.bench``: training-epoch and evaluation times of one model on one dataset.
 
 Measures, for each thread count, the mean wall time of a training epoch (the trainer's own loop:
-seeded shuffle, batch 256, AdamW) and of one evaluation pass over val + test (encoding, sampling,
-then scoring and ranking every real item) for each sampler -- DDPM over the dataset's T steps and
-DDIM over k of them -- with the exact mlp1 fast path and with the generic guided path. Example:
-``python -m harness.bench --dataset zhihu --threads 1,2 --samplers ddpm,ddim:50``.
+seeded shuffle, batch 256, AdamW) and of one evaluation pass over val + test. For DreamRec (the
+default) the pass is timed for each sampler -- DDPM over the dataset's T steps and DDIM over k of
+them -- with the exact mlp1 fast path and with the generic guided path (encoding, sampling, then
+scoring and ranking every real item); for any other model (``--model``) it is the evaluator over
+the model's ``full_sort_predict``. Examples:
+``python -m harness.bench --dataset zhihu --threads 1,2 --samplers ddpm,ddim:50``,
+``python -m harness.bench --model adaranker --dataset zhihu --threads 1 --epochs 1``.
 """
 
 from __future__ import annotations
@@ -41,19 +44,31 @@ def time_epochs(spec, splits, model_cfg, train_cfg: TrainConfig, epochs: int, de
 
 def time_generation(model, splits, device, fast: bool, batch_size: int, plan=None,
                     repeats: int = 1) -> float:
-    """Seconds for one evaluation pass over val + test (the fastest of ``repeats``)."""
-    model.eval()
+    """DreamRec: seconds for one evaluation pass over val + test (the fastest of ``repeats``)."""
     fn = (lambda h, ln, g: model.item_scores(model.generate(h, ln, g, fast=fast, plan=plan)))
+    return time_evaluation(model, fn, splits, device, batch_size, repeats)
+
+
+def time_evaluation(model, score_fn, splits, device, batch_size: int, repeats: int = 1) -> float:
+    """Seconds for one evaluation pass of ``score_fn`` over val + test (fastest of ``repeats``)."""
+    model.eval()
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         for split in ("val", "test"):
-            evaluate(fn, splits.split(split), splits.n_items, device, batch_size,
+            evaluate(score_fn, splits.split(split), splits.n_items, device, batch_size,
                      torch.Generator(device).manual_seed(0))
         if device.type == "cuda":
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def spec_label(model: str, cfg) -> str:
+    """The model and the settings that set its cost."""
+    if model == "dreamrec":
+        return f"DreamRec (T={cfg.timesteps}, {cfg.denoiser})"
+    return model
 
 
 def parse_samplers(text: str) -> list[tuple[str, int]]:
@@ -70,27 +85,32 @@ def parse_samplers(text: str) -> list[tuple[str, int]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="dreamrec", help="default dreamrec")
     ap.add_argument("--dataset", default="zhihu", help=f"one of: {', '.join(DATASETS)}")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     ap.add_argument("--epochs", type=int, default=3,
                     help="timed epochs after one warm-up (0: generation only)")
-    ap.add_argument("--samplers", default="ddpm", help="ddpm and/or ddim:K, comma-separated "
-                    "(default ddpm: all T steps)")
+    ap.add_argument("--samplers", default=None, help="DreamRec: ddpm and/or ddim:K, "
+                    "comma-separated (default ddpm: all T steps)")
     ap.add_argument("--repeats", type=int, default=3,
-                    help="generation passes per setting; the fastest is reported")
+                    help="evaluation passes per setting; the fastest is reported")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", default=None, help="also write the output to this file")
     args = ap.parse_args(argv)
     store.git_state()
     try:
         check_dataset_name(args.dataset)
-        spec = get_model("dreamrec")
+        spec = get_model(args.model)
         model_cfg, train_cfg = spec.configs(args.dataset, parse_overrides(args.set))
         device = pick_device(args.device)
         threads = [int(t) for t in args.threads.split(",")]
-        samplers = parse_samplers(args.samplers)
+        dreamrec = args.model == "dreamrec"
+        if args.samplers and not dreamrec:
+            raise HarnessError(f"--samplers is DreamRec's; {args.model} is evaluated through its "
+                               f"full_sort_predict (drop --samplers)")
+        samplers = parse_samplers(args.samplers or "ddpm") if dreamrec else []
         splits = load_dataset(args.dataset, args.data_dir)
     except (HarnessError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -104,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
             epoch_rows.append([n, f"{epoch_s:.2f}"])
         torch.manual_seed(0)
         model = spec.build(splits.n_items, model_cfg).to(device)
+        if not dreamrec:
+            eval_s = time_evaluation(model, model.full_sort_predict, splits, device,
+                                     train_cfg.eval_batch_size, args.repeats)
+            gen_rows.append([n, f"{eval_s:.2f}"])
         for name, k in samplers:
             plan = model.sampling_plan(name, k)
             row = [n, f"{name.upper()} {len(plan.steps)} steps"]
@@ -114,20 +138,26 @@ def main(argv: list[str] | None = None) -> int:
     text = (
         f"`python -m harness.bench {cmd}` ({store.now_iso()}, commit "
         f"{store.git_state()['commit']}, 1-minute load average {os.getloadavg()[0]:.1f})\n\n"
-        f"DreamRec on {args.dataset}: {len(splits.train)} train rows, batch "
-        f"{train_cfg.batch_size}, T={model_cfg.timesteps}, {model_cfg.denoiser}; val+test = "
-        f"{n_eval} rows; device {device}; {os.cpu_count()} cores, {platform.machine()}, "
+        f"{spec_label(args.model, model_cfg)} on {args.dataset}: {len(splits.train)} train rows, "
+        f"batch {train_cfg.batch_size}; val+test = {n_eval} rows, {splits.n_items} items; "
+        f"device {device}; {os.cpu_count()} cores, {platform.machine()}, "
         f"torch {torch.__version__}.\n\n"
     )
     if epoch_rows:
         text += (f"Training: seconds per epoch, mean of {args.epochs} epochs after a warm-up.\n\n"
                  + tabulate(epoch_rows, headers=["threads", "epoch s"], tablefmt="github")
                  + "\n\n")
-    text += (f"Generation: seconds for one pass over val+test (encoding, sampling, scoring and "
-             f"ranking all items), fastest of {args.repeats}; fast = the exact mlp1 path, "
-             f"generic = batched cond/uncond denoiser calls.\n\n"
-             + tabulate(gen_rows, headers=["threads", "sampler", "val+test gen s (fast)",
-                                           "val+test gen s (generic)"], tablefmt="github") + "\n")
+    if dreamrec:
+        text += (f"Generation: seconds for one pass over val+test (encoding, sampling, scoring and "
+                 f"ranking all items), fastest of {args.repeats}; fast = the exact mlp1 path, "
+                 f"generic = batched cond/uncond denoiser calls.\n\n"
+                 + tabulate(gen_rows, headers=["threads", "sampler", "val+test gen s (fast)",
+                                               "val+test gen s (generic)"], tablefmt="github") + "\n")
+    else:
+        text += (f"Evaluation: seconds for one pass over val+test (full_sort_predict, then "
+                 f"ranking all items), fastest of {args.repeats}, on the untrained model.\n\n"
+                 + tabulate(gen_rows, headers=["threads", "val+test eval s"], tablefmt="github")
+                 + "\n")
     print(text)
     if args.out:
         store.write_text(Path(args.out), text)

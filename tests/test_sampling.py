@@ -107,6 +107,23 @@ def test_bench_sampler_list():
             parse_samplers(bad)
 
 
+def test_bench_times_any_models_evaluation_and_keeps_samplers_for_dreamrec(tmp_path, capsys):
+    from harness import bench
+
+    out = tmp_path / "bench.md"
+    assert bench.main(["--model", "gru4rec", "--dataset", "ml-100k", "--threads", "1",
+                       "--epochs", "0", "--repeats", "1", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("`python -m harness.bench --model gru4rec") and "gru4rec on ml-100k" in text
+    row = text.strip().splitlines()[-1].split("|")  # | threads | val+test eval s |
+    assert int(row[1]) == 1 and float(row[2]) > 0 and "Generation" not in text
+    capsys.readouterr()
+    assert bench.main(["--model", "sasrec", "--samplers", "ddim:50"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --samplers is DreamRec's; sasrec is evaluated through its "
+                   "full_sort_predict (drop --samplers)")
+
+
 def test_saved_state_round_trips_and_garbage_reads_as_absent(tmp_path):
     import torch
     path = tmp_path / "s.pt"
