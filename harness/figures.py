@@ -46,6 +46,9 @@ def plot_curves(data, stem: Path, metric_label: str = "HR@20") -> None:
     datasets = sorted(data, key=lambda d: DATASETS.index(d) if d in DATASETS else 99)
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
     order = list(PAPER_NAMES)
+    models = sorted({m for d in data.values() for m in d},
+                    key=lambda m: (order.index(m) if m in order else len(order), m))
+    colour = {m: f"C{i % 10}" for i, m in enumerate(models)}  # one colour per model in every panel
     for ax, dataset in zip(axes[0], datasets):
         for model in sorted(data[dataset], key=lambda m: order.index(m) if m in order else 99):
             by_epoch = data[dataset][model]
@@ -53,7 +56,7 @@ def plot_curves(data, stem: Path, metric_label: str = "HR@20") -> None:
             mean = [100 * np.mean(by_epoch[e]) for e in epochs]
             n = max(len(v) for v in by_epoch.values())
             ax.plot([e + 1 for e in epochs], mean, marker="." if len(epochs) < 60 else None,
-                    label=f"{PAPER_NAMES.get(model, model)} ({n} seeds)")
+                    color=colour[model], label=f"{PAPER_NAMES.get(model, model)} ({n} seeds)")
         ax.set_xscale("log")
         last = max(max(by) for by in data[dataset].values()) + 1
         ax.set_xticks([t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if t <= last * 1.2])

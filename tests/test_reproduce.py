@@ -151,6 +151,23 @@ def test_figures_draw_the_validation_curves_and_say_what_is_missing(reproduced, 
     assert all(len(v) == 2 for v in curves["ml-100k"]["dreamrec"].values())  # two seeds
 
 
+def test_validation_curves_give_a_model_one_colour_in_every_panel(tmp_path, monkeypatch):
+    from harness import figures, store
+
+    data = {"ml-100k": {"sasrec": {0: [0.1]}, "dreamrec": {0: [0.02]}},
+            "zhihu": {"gru4rec": {0: [0.02]}, "sasrec": {0: [0.03]}, "dreamrec": {0: [0.01]}}}
+    saved = []
+    monkeypatch.setattr(store, "save_figure", lambda fig, stem: saved.append(fig))
+    figures.plot_curves(data, tmp_path / "curves")
+    colours = {}
+    for ax in saved[0].axes:
+        for line in ax.get_lines():
+            colours.setdefault(line.get_label().split(" (")[0], set()).add(line.get_color())
+    assert set(colours) == {"GRU4Rec", "SASRec", "DreamRec"}
+    assert all(len(c) == 1 for c in colours.values())  # the same colour in both panels
+    assert len({c for cs in colours.values() for c in cs}) == 3  # and a different one per model
+
+
 def test_figures_without_records_is_an_error(tmp_path, capsys):
     from harness import figures
     assert figures.main(["--results-dir", str(tmp_path)]) == 2
