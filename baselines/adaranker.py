@@ -28,10 +28,9 @@ code.
   item part, ``W1 [s; e] = W1s s + W1e e``, folds the hidden layer's scale and shift into the
   two parts, and runs the hidden layer over blocks of rows so that at most ``score_block``
   (row, item, unit) values exist at once: memory stays bounded on yc. On a CPU the blocks are
-  further capped at ``CPU_BLOCK`` values, which stay in cache. Evaluating zhihu's val + test
-  (``python -m harness.bench --model adaranker --dataset zhihu --threads 1 --epochs 0``, the
-  machine shared with two other jobs) took 53.6 s with 2**25-value blocks and the modulation
-  applied to each block, and takes 6.3 s so (``results/bench/zhihu-adaranker-cpu.md``).
+  further capped at ``CPU_BLOCK`` values, which stay in cache (zhihu's val + test in 6.3 s on
+  one thread: ``python -m harness.bench --model adaranker --dataset zhihu --threads 1
+  --epochs 0``, ``results/bench/zhihu-adaranker-cpu.md``).
 - ``modulate = false`` switches both modulations off: the model is then its base scorer (the
   MLP over the plain encoder output), which a test checks.
 """
@@ -195,7 +194,7 @@ class AdaRanker(RecBoleSequential):
             item_part = item_part * (1.0 + hidden_mod[0])
         S = row_part.shape[1]
         values = self.config.score_block
-        if not seq.is_cuda:  # blocks that stay in a core's L2: 8x faster on zhihu than 2**25
+        if not seq.is_cuda:  # blocks that stay in a core's L2
             values = min(values, CPU_BLOCK)
         block = max(1, values // (self.n_items * S))
         out = torch.empty(history.shape[0], self.n_items, device=seq.device)

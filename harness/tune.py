@@ -88,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         given = run.build_parser().parse_known_args(passthrough)[0]  # the trials' --set/--config
         fixed = run.parse_overrides(given.set)
         keys = list(grid)
-        points = list(itertools.product(*(grid[k] for k in keys)))
-        for values in points:  # a broken config file or grid value fails before any training
+        points = [(",".join(f"{k}={v}" for k, v in zip(keys, values)), values)
+                  for values in itertools.product(*(grid[k] for k in keys))]
+        for _, values in points:  # a broken config file or grid value fails before any training
             spec.configs(args.dataset, {**fixed, **dict(zip(keys, values))}, given.config)
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -98,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads or (max(1, len(os.sched_getaffinity(0)) // args.jobs)
                                if args.jobs > 1 else 0)
 
-    def trial(values: tuple[str, ...]) -> int:
-        point = ",".join(f"{k}={v}" for k, v in zip(keys, values))
+    def trial(point_values: tuple[str, tuple[str, ...]]) -> int:
+        point, values = point_values
         sets = [x for k, v in zip(keys, values) for x in ("--set", f"{k}={v}")]
         argv = ["--model", args.model, "--dataset", args.dataset, "--seeds", str(args.seeds),
                 "--results-dir", str(root / point), "--device", args.device,
@@ -114,10 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         return rc
 
     if args.jobs == 1:
-        codes = []
-        for values in points:
-            codes.append(trial(values))
-            if codes[-1] == 2:
+        for p in points:
+            if trial(p) == 2:
                 return 2  # bad input: run.main said why
     else:
         print(f"{len(points)} grid points, {args.jobs} at a time ({threads or 'all'} CPU "
@@ -127,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         if 2 in codes:
             return 2
     rows, best = [], None
-    for values in points:
-        point = ",".join(f"{k}={v}" for k, v in zip(keys, values))
+    for point, values in points:
         recs = [store.read_record(store.record_path(root / point, args.dataset, args.model,
                                                     "validation", s)) for s in range(args.seeds)]
         ok = [r for r in recs if r and r["status"] == "ok"]
