@@ -14,6 +14,7 @@ import argparse
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,14 +50,18 @@ def plot_curves(data, stem: Path, metric_label: str = "HR@20") -> None:
     models = sorted({m for d in data.values() for m in d},
                     key=lambda m: (order.index(m) if m in order else len(order), m))
     colour = {m: f"C{i % 10}" for i, m in enumerate(models)}  # one colour per model in every panel
+    seeds: dict[str, set[int]] = {m: set() for m in models}
+    handles: dict[str, Any] = {}
     for ax, dataset in zip(axes[0], datasets):
         for model in sorted(data[dataset], key=lambda m: order.index(m) if m in order else 99):
             by_epoch = data[dataset][model]
             epochs = sorted(by_epoch)
             mean = [100 * np.mean(by_epoch[e]) for e in epochs]
             n = max(len(v) for v in by_epoch.values())
-            ax.plot([e + 1 for e in epochs], mean, marker="." if len(epochs) < 60 else None,
-                    color=colour[model], label=f"{PAPER_NAMES.get(model, model)} ({n} seeds)")
+            seeds[model].add(n)
+            (handles[model],) = ax.plot(
+                [e + 1 for e in epochs], mean, marker="." if len(epochs) < 60 else None,
+                color=colour[model], label=f"{PAPER_NAMES.get(model, model)} ({n} seeds)")
         ax.set_xscale("log")
         last = max(max(by) for by in data[dataset].values()) + 1
         ax.set_xticks([t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if t <= last * 1.2])
@@ -66,9 +71,16 @@ def plot_curves(data, stem: Path, metric_label: str = "HR@20") -> None:
         ax.set_ylabel(f"validation {metric_label} (%)")
         ax.set_title(dataset)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    # one legend for the figure, below the panels, so that no panel's curves hide behind it
+    labels = []
+    for m in models:
+        lo, hi = min(seeds[m]), max(seeds[m])
+        count = f"{lo} seed" if lo == hi == 1 else f"{lo} seeds" if lo == hi else f"{lo}-{hi} seeds"
+        labels.append(f"{PAPER_NAMES.get(m, m)} ({count})")
+    fig.legend([handles[m] for m in models], labels, loc="lower center", fontsize=9,
+               ncol=min(len(models), 8), frameon=False)
     fig.suptitle(f"Validation {metric_label} per epoch (mean over seeds; a run ends at early stopping)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     store.save_figure(fig, stem)
     plt.close(fig)
 

@@ -168,6 +168,21 @@ def test_validation_curves_give_a_model_one_colour_in_every_panel(tmp_path, monk
     assert len({c for cs in colours.values() for c in cs}) == 3  # and a different one per model
 
 
+def test_validation_curves_have_one_legend_below_the_panels(tmp_path, monkeypatch):
+    from harness import figures, store
+
+    data = {"ml-100k": {"sasrec": {0: [0.1, 0.2]}, "dreamrec": {0: [0.02]}},
+            "zhihu": {"sasrec": {0: [0.03] * 5}, "dreamrec": {0: [0.01]}}}
+    saved = []
+    monkeypatch.setattr(store, "save_figure", lambda fig, stem: saved.append(fig))
+    figures.plot_curves(data, tmp_path / "curves")
+    fig = saved[0]
+    assert all(ax.get_legend() is None for ax in fig.axes)  # no legend over any panel's curves
+    (legend,) = fig.legends
+    # each model once, in the paper's order, with the range of its seed counts over the panels
+    assert [t.get_text() for t in legend.get_texts()] == ["SASRec (2-5 seeds)", "DreamRec (1 seed)"]
+
+
 def test_figures_without_records_is_an_error(tmp_path, capsys):
     from harness import figures
     assert figures.main(["--results-dir", str(tmp_path)]) == 2
