@@ -53,7 +53,7 @@ def plot_curves(data, stem: Path, metric_label: str = "HR@20") -> None:
     seeds: dict[str, set[int]] = {m: set() for m in models}
     handles: dict[str, Any] = {}
     for ax, dataset in zip(axes[0], datasets):
-        for model in sorted(data[dataset], key=lambda m: order.index(m) if m in order else 99):
+        for model in (m for m in models if m in data[dataset]):  # the paper's order
             by_epoch = data[dataset][model]
             epochs = sorted(by_epoch)
             mean = [100 * np.mean(by_epoch[e]) for e in epochs]
@@ -75,8 +75,8 @@ def plot_curves(data, stem: Path, metric_label: str = "HR@20") -> None:
     labels = []
     for m in models:
         lo, hi = min(seeds[m]), max(seeds[m])
-        count = f"{lo} seed" if lo == hi == 1 else f"{lo} seeds" if lo == hi else f"{lo}-{hi} seeds"
-        labels.append(f"{PAPER_NAMES.get(m, m)} ({count})")
+        count = str(lo) if lo == hi else f"{lo}-{hi}"
+        labels.append(f"{PAPER_NAMES.get(m, m)} ({count} seed{'s' if hi > 1 else ''})")
     fig.legend([handles[m] for m in models], labels, loc="lower center", fontsize=9,
                ncol=min(len(models), 8), frameon=False)
     fig.suptitle(f"Validation {metric_label} per epoch (mean over seeds; a run ends at early stopping)")
