@@ -16,6 +16,7 @@ each run resumes from its last evaluation's checkpoint, and a rerun starts only 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -99,6 +100,18 @@ def run_task(task: Task, args: argparse.Namespace, threads: int, log_dir: Path,
     t0 = time.perf_counter()
     rc = spawn(argv, log_dir / f"{task.dataset}-{task.model}-seed{task.seed}.log")
     return task, rc, time.perf_counter() - t0
+
+
+INVOCATIONS = "logs/invocations.jsonl"
+
+
+def log_invocation(results_dir: Path, entry: dict) -> None:
+    """Append one line per invocation that ran something: its wall time from the first run
+    started to the last one ended, and each run's (read by the Run time section of table1.md)."""
+    path = Path(results_dir) / INVOCATIONS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps(entry) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(tasks)} runs to do, {args.jobs} at a time ({threads} CPU thread(s) each); "
               f"logs in {log_dir}/", file=sys.stderr)
         lock = threading.Lock()
+        started, t0, walls = store.now_iso(), time.perf_counter(), []
         bar = tqdm(total=len(tasks), desc="runs", leave=True)
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             futures = [pool.submit(run_task, t, args, threads, log_dir,
@@ -197,10 +211,16 @@ def main(argv: list[str] | None = None) -> int:
                 task, rc, wall = fut.result()
                 with lock:
                     bar.update(1)
+                    walls.append({"run": task.name, "exit": rc, "wall_s": round(wall, 1)})
                     if rc != 0:
                         failed.append(f"{task.name} (exit {rc}; log "
                                       f"{log_dir / f'{task.dataset}-{task.model}-seed{task.seed}.log'})")
         bar.close()
+        log_invocation(args.results_dir, {
+            "started": started, "wall_s": round(time.perf_counter() - t0, 1), "jobs": args.jobs,
+            "threads_per_run": threads, "cores": cores, "device": args.device,
+            "protocol": args.protocol, "runs": len(tasks), "failed": len(failed),
+            "git": store.git_state(), "per_run": walls})
     elif tasks:
         print(f"{len(tasks)} runs are missing, e.g. {', '.join(t.name for t in tasks[:5])}; "
               f"python -m harness.reproduce_table1 "

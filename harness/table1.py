@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -408,6 +409,30 @@ def record_minutes(rec: dict[str, Any]) -> float:
     return wall["total_s"] / 60
 
 
+def last_invocation(results_dir: Path) -> str:
+    """The wall time of the last ``reproduce_table1`` invocation that ran anything (from
+    ``logs/invocations.jsonl``), per model and in all; "" when there is none."""
+    path = Path(results_dir) / "logs" / "invocations.jsonl"
+    try:
+        lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    except (OSError, ValueError):
+        return ""
+    if not lines:
+        return ""
+    inv = lines[-1]
+    per_model: dict[str, list[float]] = {}
+    for r in inv.get("per_run", []):
+        per_model.setdefault(r["run"].split("/")[0], []).append(r["wall_s"])
+    commit = (inv.get("git") or {}).get("commit") or "?"
+    parts = ", ".join(f"{row_label(m)} {sum(w) / 60:.0f}" for m, w in per_model.items())
+    return (f"\n- The last `python -m harness.reproduce_table1` that ran anything (started "
+            f"{inv['started']}, commit {commit[:7]}): {inv['runs']} runs "
+            f"({inv['failed']} failed), `--jobs {inv['jobs']}` with {inv['threads_per_run']} "
+            f"thread(s) each on {inv['cores']} cores, **{inv['wall_s'] / 3600:.2f} h ({inv['wall_s'] / 60:.0f} min) of wall "
+            f"time** from the first run started to the last one ended. Process minutes per "
+            f"model, all its runs: {parts}.")
+
+
 def timing(results_dir: Path, datasets: list[str], models: list[str]) -> str:
     """Run time per dataset x model from the records (each seed's ``wall.total_s``: training and
     every evaluation, in its own process; one training serves both protocols)."""
@@ -434,6 +459,7 @@ def timing(results_dir: Path, datasets: list[str], models: list[str]) -> str:
         f"- {d}: {t:.0f} minutes of CPU runs in all; run two at a time on two cores "
         f"(`--jobs 2`), about {t / 2:.0f} minutes of wall time if they pack evenly."
         for d, t in totals.items())
+    text += last_invocation(results_dir)
     if any("+" in r[2] or "cuda" in r[2] for r in rows):
         text += ("\n- A device of cuda+cpu: the run trained its first epochs on a GPU and was "
                  "resumed from that checkpoint on the CPU (each record's wall.segments gives the "
