@@ -61,6 +61,21 @@ def test_runs_every_missing_seed_and_renders_three_files(reproduced, model_dir):
     tex = (res / "table1.tex").read_text()
     assert tex.startswith(r"\documentclass") and tex.rstrip().endswith(r"\end{document}")
     assert tex.count(r"\begin{tabular}") == 2
+    (inv,) = [json.loads(x) for x in (res / "logs" / "invocations.jsonl").read_text().splitlines()]
+    assert inv["runs"] == 4 and inv["failed"] == 0 and inv["jobs"] == 2
+    assert sorted(r["run"] for r in inv["per_run"]) == sorted(
+        f"{m}/ml-100k/seed{s}" for m in ("gru4rec", "dreamrec") for s in (0, 1))
+    # the invocation's wall time spans every run in it
+    assert max(r["wall_s"] for r in inv["per_run"]) <= inv["wall_s"] + 0.2
+    assert f"{inv['runs']} runs (0 failed), `--jobs 2`" in md
+
+
+def test_rerun_logs_no_invocation_when_nothing_ran(reproduced):
+    res, _ = reproduced
+    log = res / "logs" / "invocations.jsonl"
+    before = log.read_text()
+    assert main([*SMALL, "--results-dir", str(res)]) == 0
+    assert log.read_text() == before
 
 
 def test_rerun_recomputes_nothing(reproduced, capsys):
@@ -210,6 +225,29 @@ def test_run_time_names_each_records_devices_and_adds_every_stretch_of_a_resumed
     assert rows["GRU4Rec"] == ["cpu", "2", "3.0 ± 1.4", "6"]
     # only CPU runs enter the two-cores wall-time estimate
     assert "- yc: 6 minutes of CPU runs in all" in text and "cuda+cpu: the run trained" in text
+
+
+def test_runs_start_longest_first_from_earlier_records(tmp_path):
+    from harness.reproduce_table1 import Task, longest_first
+    here, shipped = tmp_path / "here", tmp_path / "shipped"
+
+    def put(res, model, seed, minutes):
+        store.write_record(store.record_path(res, "zhihu", model, "validation", seed),
+                           {"schema": store.SCHEMA, "status": "ok", "seed": seed,
+                            "wall": {"total_s": 60.0 * minutes}}, None)
+
+    put(here, "sasrec", 0, 3.0)
+    put(shipped, "sasrec", 0, 30.0)  # the results folder's own records come first
+    put(shipped, "diffrec", 0, 20.0)
+    put(shipped, "diffrec", 1, 30.0)  # mean 25
+    put(shipped, "gru4rec", 0, 2.0)
+    tasks = [Task("zhihu", m, s) for m in ("gru4rec", "sasrec", "mymodel", "diffrec")
+             for s in (0, 1)]
+    order = [t.name for t in longest_first(tasks, [here, shipped])]
+    assert order == ["mymodel/zhihu/seed0", "mymodel/zhihu/seed1",  # never timed: first
+                     "diffrec/zhihu/seed0", "diffrec/zhihu/seed1",
+                     "sasrec/zhihu/seed0", "sasrec/zhihu/seed1",
+                     "gru4rec/zhihu/seed0", "gru4rec/zhihu/seed1"]
 
 
 def test_the_reading_and_the_readme_block_follow_the_records(reproduced, tmp_path, capsys):
