@@ -102,18 +102,11 @@ def run_task(task: Task, args: argparse.Namespace, threads: int, log_dir: Path,
     return task, rc, time.perf_counter() - t0
 
 
-INVOCATIONS = "logs/invocations.jsonl"
-
-
 def expected_minutes(results_dirs: list[Path], dataset: str, model: str) -> float | None:
     """What one seed of ``model`` on ``dataset`` took before: the mean run time of its
     validation records in the first of ``results_dirs`` that has any (any config), else None."""
     for res in results_dirs:
-        walls = []
-        for path in sorted((Path(res) / "records" / dataset / model / "validation").glob("seed*.json")):
-            rec = store.read_record(path)
-            if rec and rec.get("status") == "ok" and "total_s" in rec.get("wall", {}):
-                walls.append(table1.record_minutes(rec))
+        walls = [table1.record_minutes(r) for r in table1.timed_records(res, dataset, model)]
         if walls:
             return sum(walls) / len(walls)
     return None
@@ -123,16 +116,17 @@ def longest_first(tasks: list[Task], results_dirs: list[Path]) -> list[Task]:
     """Tasks in the order to start them: longest expected first (from earlier records), so the
     short runs fill the cores at the end instead of one long run finishing alone; runs never
     timed go first (they may be long), and ties keep the given order."""
-    cost = {(t.dataset, t.model): expected_minutes(results_dirs, t.dataset, t.model)
-            for t in tasks}
-    return sorted(tasks, key=lambda t: -(cost[t.dataset, t.model] if cost[t.dataset, t.model]
-                                         is not None else float("inf")))
+    cost = {}
+    for key in {(t.dataset, t.model) for t in tasks}:
+        minutes = expected_minutes(results_dirs, *key)
+        cost[key] = float("inf") if minutes is None else minutes
+    return sorted(tasks, key=lambda t: -cost[t.dataset, t.model])
 
 
 def log_invocation(results_dir: Path, entry: dict) -> None:
     """Append one line per invocation that ran something: its wall time from the first run
     started to the last one ended, and each run's (read by the Run time section of table1.md)."""
-    path = Path(results_dir) / INVOCATIONS
+    path = Path(results_dir) / table1.INVOCATIONS
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         fh.write(json.dumps(entry) + "\n")

@@ -409,10 +409,25 @@ def record_minutes(rec: dict[str, Any]) -> float:
     return wall["total_s"] / 60
 
 
+#: one line per ``reproduce_table1`` invocation that ran something, under the results folder
+INVOCATIONS = "logs/invocations.jsonl"
+
+
+def timed_records(results_dir: Path, dataset: str, model: str) -> list[dict[str, Any]]:
+    """The finished validation records of ``model`` on ``dataset`` that measured their run time
+    (one per seed; one training serves both protocols)."""
+    recs = []
+    for path in sorted((Path(results_dir) / "records" / dataset / model / "validation").glob("seed*.json")):
+        rec = store.read_record(path)
+        if rec and rec.get("status") == "ok" and "total_s" in rec.get("wall", {}):
+            recs.append(rec)
+    return recs
+
+
 def last_invocation(results_dir: Path) -> str:
     """The wall time of the last ``reproduce_table1`` invocation that ran anything (from
-    ``logs/invocations.jsonl``), per model and in all; "" when there is none."""
-    path = Path(results_dir) / "logs" / "invocations.jsonl"
+    ``INVOCATIONS``), per model and in all; "" when there is none."""
+    path = Path(results_dir) / INVOCATIONS
     try:
         lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     except (OSError, ValueError):
@@ -428,8 +443,9 @@ def last_invocation(results_dir: Path) -> str:
     return (f"\n- The last `python -m harness.reproduce_table1` that ran anything (started "
             f"{inv['started']}, commit {commit[:7]}): {inv['runs']} runs "
             f"({inv['failed']} failed), `--jobs {inv['jobs']}` with {inv['threads_per_run']} "
-            f"thread(s) each on {inv['cores']} cores, **{inv['wall_s'] / 3600:.2f} h ({inv['wall_s'] / 60:.0f} min) of wall "
-            f"time** from the first run started to the last one ended. Process minutes per "
+            f"thread(s) each on {inv['cores']} cores, **{inv['wall_s'] / 3600:.2f} h "
+            f"({inv['wall_s'] / 60:.0f} min) of wall time** from the first run started to the "
+            f"last one ended. Process minutes per "
             f"model, all its runs: {parts}.")
 
 
@@ -439,12 +455,9 @@ def timing(results_dir: Path, datasets: list[str], models: list[str]) -> str:
     rows, totals = [], {}
     for d in datasets:
         for m in models:
-            walls, devices = [], []
-            for path in sorted((Path(results_dir) / "records" / d / m / "validation").glob("seed*.json")):
-                rec = store.read_record(path)
-                if rec and rec.get("status") == "ok" and "total_s" in rec.get("wall", {}):
-                    walls.append(record_minutes(rec))
-                    devices.append(record_devices(rec))
+            recs = timed_records(results_dir, d, m)
+            walls = [record_minutes(r) for r in recs]
+            devices = [record_devices(r) for r in recs]
             if walls:
                 m_, s_ = mean_std(walls)
                 rows.append([d, row_label(m), ", ".join(sorted(set(devices))), len(walls),
