@@ -19,22 +19,19 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from harness import store, table1
+from harness import execute, store, table1
 from harness.data import DATASETS, load_dataset, target_counts
 from harness.errors import HarnessError
 from harness.models import MODELS
 from harness.evaluate import most_popular
 from harness.report import PAPER_NAMES
-from harness.run import parse_overrides, pick_device, record_base, spawn
+from harness.run import parse_overrides, pick_device, resolve
 
 TABLE_DATASETS = ("yc", "ks", "zhihu", "ml-100k")  # the paper's column order, then ours
 QUICK_SETTINGS = ["max_epochs=3", "eval_every=1"]
@@ -87,8 +84,8 @@ def model_settings(items: list[str], models: list[str], base: list[str]) -> dict
     return out
 
 
-def run_task(task: Task, args: argparse.Namespace, threads: int, log_dir: Path,
-             extra: list[str]) -> tuple[Task, int, float]:
+def run_argv(task: Task, args: argparse.Namespace, threads: int, extra: list[str]) -> list[str]:
+    """The ``harness.run`` arguments of one task (one seed, both protocols by default)."""
     argv = ["--model", task.model, "--dataset", task.dataset, "--seeds", "1", "--first-seed",
             str(task.seed), "--protocol", args.protocol, "--device", args.device, "--threads",
             str(threads), "--results-dir", str(args.results_dir), "--no-progress", "--no-summary",
@@ -97,9 +94,7 @@ def run_task(task: Task, args: argparse.Namespace, threads: int, log_dir: Path,
         argv.append("--save-model")
     if args.data_dir:
         argv += ["--data-dir", args.data_dir]
-    t0 = time.perf_counter()
-    rc = spawn(argv, log_dir / f"{task.dataset}-{task.model}-seed{task.seed}.log")
-    return task, rc, time.perf_counter() - t0
+    return argv
 
 
 def expected_minutes(results_dirs: list[Path], dataset: str, model: str) -> float | None:
@@ -132,22 +127,33 @@ def log_invocation(results_dir: Path, entry: dict) -> None:
         fh.write(json.dumps(entry) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.reproduce_table1",
-                                 description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m harness.reproduce_table1",
+        description="Run what Table 1 still needs (one harness.run process per missing seed), "
+        "then render results/table1.md, .csv and .tex from the records. Without a dataset's "
+        "files its cells are rendered from its records. Example: python -m "
+        "harness.reproduce_table1 --datasets zhihu,ml-100k")
     ap.add_argument("--datasets", default=None,
-                    help="comma-separated (default: every dataset whose files are present, and "
-                    "ml-100k; one named but missing appears as 'data missing')")
-    ap.add_argument("--models", default=None, help="comma-separated (default: all registered)")
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
-    ap.add_argument("--data-dir", default=None)
+                    help="comma-separated, of: " + ", ".join(TABLE_DATASETS) + " (default: all; "
+                    "one whose files are missing is rendered from its records, or shows 'data "
+                    "missing')")
+    ap.add_argument("--models", default=None,
+                    help="comma-separated (default: all registered: " + ", ".join(MODELS) + ")")
+    ap.add_argument("--seeds", type=int, default=5, help="seeds per model (default: 5)")
+    ap.add_argument("--device", default="auto", help="auto (default: cuda when present), cpu or cuda")
+    ap.add_argument("--data-dir", default=None,
+                    help="folder with the authors' yc/ks/zhihu folders (default: "
+                    "$HARNESS_DATA_DIR, else ../shared/data/dreamrec)")
     ap.add_argument("--results-dir", default=None,
-                    help="default results/ (results/quick/ with --quick)")
-    ap.add_argument("--protocol", default="both", choices=["validation", "published", "both"])
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="runs in parallel processes (CPU: the cores are shared out; one GPU: "
-                    "several small runs at once)")
+                    help="where records and tables go (default: results/, or results/quick/ "
+                    "with --quick)")
+    ap.add_argument("--protocol", default="both", choices=["validation", "published", "both"],
+                    help="which records each run writes (default: both, from one training)")
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="runs at once, each in its own process with the cores shared out "
+                    f"(default: one per core, here {execute.default_jobs()}; on one GPU several "
+                    "small runs share it)")
     ap.add_argument("--quick", action="store_true",
                     help="a first look: 3 epochs, evaluation every epoch; labelled QUICK, kept in "
                     "results/quick/")
@@ -158,28 +164,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readme", type=Path, default=None, metavar="FILE",
                     help="also rewrite the Table 1 block of FILE (between its table1:begin and "
                     "table1:end markers) with the validation-selected table and its reading")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     store.git_state()
     try:
         datasets = _split_names(args.datasets, DATASETS, "dataset")
         models = model_order(_split_names(args.models, sorted(MODELS), "model") or list(MODELS))
-        if args.seeds < 1 or args.jobs < 1:
-            raise HarnessError("--seeds and --jobs must be >= 1")
+        if args.seeds < 1:
+            raise HarnessError(f"--seeds must be >= 1, got {args.seeds}")
+        if args.jobs is not None and args.jobs < 1:
+            raise HarnessError(f"--jobs must be >= 1, got {args.jobs} (leave it out for one run "
+                               f"per core)")
         pick_device(args.device)
         if args.readme is not None:
             try:
                 table1.readme_span(args.readme)  # before anything is run or written
             except HarnessError as e:
                 raise HarnessError(f"--readme {e}") from None
-    except HarnessError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    args.results_dir = Path(args.results_dir or ("results/quick" if args.quick else "results"))
-    try:
+        args.results_dir = Path(args.results_dir or ("results/quick" if args.quick else "results"))
         per_model = model_settings(args.set, models, QUICK_SETTINGS if args.quick else [])
+        store.check_writable(args.results_dir, "--results-dir")
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    jobs = args.jobs or execute.default_jobs()
 
     # which datasets can run, and what is missing for each (dataset, model, seed)
     missing_data: dict[str, str] = {}
@@ -192,67 +203,68 @@ def main(argv: list[str] | None = None) -> int:
     shown = [d for d in TABLE_DATASETS if d in loaded or d in missing_data]
     protocols = ["validation", "published"] if args.protocol == "both" else [args.protocol]
     tasks: list[Task] = []
+    homes: dict[tuple[str, str], Path] = {}
     for d in shown:
         if d not in loaded:
             continue
         for m in models:
-            spec = MODELS[m]
             try:
-                model_cfg, train_cfg = spec.configs(d, parse_overrides(per_model[m]))
+                prep = resolve(MODELS[m], d, loaded[d], parse_overrides(per_model[m]), None,
+                               args.results_dir)
             except HarnessError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 2
-            _, chash = record_base(spec, d, loaded[d], model_cfg, train_cfg)
+            homes[(d, m)] = prep.home
             for seed in range(args.seeds):
-                paths = [store.record_path(args.results_dir, d, m, p, seed) for p in protocols]
+                paths = [store.record_path(prep.home, d, m, p, seed) for p in protocols]
                 for p in paths:
                     if p.exists() and store.read_record(p) is None:
                         print(f"warning: {p} is corrupt or not a record; it will be rerun",
                               file=sys.stderr)
-                if not all(store.is_done(p, chash) for p in paths):
+                if not all(store.is_done(p, prep.chash) for p in paths):
                     tasks.append(Task(d, m, seed))
+    for d, why in missing_data.items():
+        print(f"{d}: data missing ({why}); its cells are rendered from the records there are",
+              file=sys.stderr)
     failed: list[str] = []
     if tasks and not args.render_only:
-        tasks = longest_first(tasks, [args.results_dir, store.REPO_ROOT / "results"])
-        cores = len(os.sched_getaffinity(0))
-        threads = max(1, cores // args.jobs)
-        log_dir = args.results_dir / "logs"
-        print(f"{len(tasks)} runs to do, {args.jobs} at a time ({threads} CPU thread(s) each); "
-              f"logs in {log_dir}/", file=sys.stderr)
-        lock = threading.Lock()
-        started, t0, walls = store.now_iso(), time.perf_counter(), []
-        bar = tqdm(total=len(tasks), desc="runs", leave=True)
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(run_task, t, args, threads, log_dir,
-                                   [a for kv in per_model[t.model] for a in ("--set", kv)])
-                       for t in tasks]
-            for fut in futures:
-                task, rc, wall = fut.result()
-                with lock:
-                    bar.update(1)
-                    walls.append({"run": task.name, "exit": rc, "wall_s": round(wall, 1)})
-                    if rc != 0:
-                        failed.append(f"{task.name} (exit {rc}; log "
-                                      f"{log_dir / f'{task.dataset}-{task.model}-seed{task.seed}.log'})")
-        bar.close()
-        log_invocation(args.results_dir, {
-            "started": started, "wall_s": round(time.perf_counter() - t0, 1), "jobs": args.jobs,
-            "threads_per_run": threads, "cores": cores, "device": args.device,
-            "protocol": args.protocol, "runs": len(tasks), "failed": len(failed),
-            "git": store.git_state(), "per_run": walls})
+        outcome = run_tasks(tasks, args, jobs, per_model)
+        if outcome.signum is not None:
+            print(execute.interrupted_line(len(outcome.done),
+                                           len(outcome.stopped) + len(outcome.not_started)),
+                  file=sys.stderr)
+            return 128 + outcome.signum
+        for o in outcome.done:
+            if o.exit != 0:
+                why = execute.last_error(o.job.log)
+                failed.append(f"{o.job.name} (exit {o.exit}{': ' + why if why else ''}; log "
+                              f"{o.job.log})")
     elif tasks:
         print(f"{len(tasks)} runs are missing, e.g. {', '.join(t.name for t in tasks[:5])}; "
               f"python -m harness.reproduce_table1 "
               f"{'--datasets ' + ','.join(shown) + ' ' if datasets else ''}runs them",
               file=sys.stderr)
-    tables = [table1.build(args.results_dir, p, shown, models, missing_data, args.quick)
+    else:
+        print("nothing to run: every run of the table is recorded", file=sys.stderr)
+    tables = [table1.build(args.results_dir, p, shown, models, missing_data, args.quick, homes)
               for p in protocols]
-    references = {d: most_popular(loaded[d].train, loaded[d].test, loaded[d].n_items).metrics
-                  for d in shown if d in loaded}
-    cold_rows = {d: target_counts(loaded[d].train, loaded[d].n_items)[loaded[d].test.target] == 0
-                 for d in shown if d in loaded}
+    references, cold_rows = {}, {}
+    for d in shown:
+        if d in loaded:
+            s = loaded[d]
+            references[d] = most_popular(s.train, s.test, s.n_items).metrics
+            cold_rows[d] = target_counts(s.train, s.n_items)[s.test.target] == 0
+            table1.save_references(args.results_dir, d, s.checksum, references[d], cold_rows[d])
+        else:
+            checksum = next((c.data_checksum for t in tables for (dd, _), c in t.cells.items()
+                             if dd == d and c.data_checksum), None)
+            kept = table1.load_references(args.results_dir, d, checksum)
+            if kept is not None:
+                references[d], cold_rows[d] = kept
     for t in tables:
         t.references, t.cold_rows = references, cold_rows
+    for path, why in tables[0].rejected:
+        print(f"warning: {path} left out of the table: {why}", file=sys.stderr)
     if not any(c.n for t in tables for c in t.cells.values()):
         need = ", ".join(t.name for t in tasks[:8]) + (" ..." if len(tasks) > 8 else "")
         print(f"error: no finished runs under {args.results_dir}/records to tabulate; missing: "
@@ -267,6 +279,41 @@ def main(argv: list[str] | None = None) -> int:
         print("failed runs:\n  " + "\n  ".join(failed), file=sys.stderr)
         return 1
     return 0
+
+
+def run_tasks(tasks: list[Task], args: argparse.Namespace, jobs: int,
+              per_model: dict[str, list[str]]) -> execute.Progress:
+    """Run ``tasks`` longest first, ``jobs`` at a time, and log the invocation."""
+    tasks = longest_first(tasks, [args.results_dir, store.REPO_ROOT / "results"])
+    cores = len(os.sched_getaffinity(0))
+    threads = max(1, cores // jobs)
+    log_dir = args.results_dir / "logs"
+    expected = {}
+    for key in {(t.dataset, t.model) for t in tasks}:
+        minutes = expected_minutes([args.results_dir, store.REPO_ROOT / "results"], *key)
+        expected[key] = None if minutes is None else 60 * minutes
+    todo = [execute.Job(t.name, run_argv(t, args, threads,
+                                         [a for kv in per_model[t.model] for a in ("--set", kv)]),
+                        log_dir / f"{t.dataset}-{t.model}-seed{t.seed}.log",
+                        expected[(t.dataset, t.model)]) for t in tasks]
+    known = [j.expected_s for j in todo if j.expected_s is not None]
+    print(f"{len(tasks)} runs to do, {jobs} at a time ({threads} CPU thread(s) each); "
+          + (f"about {sum(known) / jobs / 60:.0f} min by earlier records"
+             + (f" plus {len(todo) - len(known)} runs never timed" if len(known) < len(todo) else "")
+             if known else "none timed before")
+          + f"; logs in {log_dir}/", file=sys.stderr)
+    started, t0 = store.now_iso(), time.perf_counter()
+    outcome = execute.run_jobs(todo, jobs)
+    log_invocation(args.results_dir, {
+        "started": started, "wall_s": round(time.perf_counter() - t0, 1), "jobs": jobs,
+        "threads_per_run": threads, "cores": cores, "device": args.device,
+        "protocol": args.protocol, "runs": len(outcome.done),
+        "failed": sum(1 for o in outcome.done if o.exit != 0),
+        "interrupted": None if outcome.signum is None else signal.Signals(outcome.signum).name,
+        "git": store.git_state(),
+        "per_run": [{"run": o.job.name, "exit": o.exit, "wall_s": round(o.wall_s, 1)}
+                    for o in outcome.done + outcome.stopped]})
+    return outcome
 
 
 if __name__ == "__main__":

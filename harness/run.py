@@ -8,13 +8,11 @@ rerun finishes the missing seeds only.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import dataclasses
 import os
-import signal
-import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-from harness import store
+from harness import execute, store
 from harness.data import DATASETS, SequenceSplits, check_dataset_name, load_dataset
 from harness.errors import HarnessError
 from harness.evaluate import ModelOutputError
@@ -86,14 +84,15 @@ def record_base(spec: ModelSpec, dataset: str, splits: SequenceSplits, model_cfg
 def run_seed(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, train_cfg: TrainConfig,
              seed: int, device: torch.device, protocols: list[str], base: dict[str, Any],
              paths: dict[str, Path], progress: bool, state_file: Path | None = None,
-             checkpoint: Path | None = None) -> str:
+             checkpoint: Path | None = None, results_dir: Path | None = None) -> str:
     """Train one seed and write one record per protocol; returns "ok" or "failed".
 
     ``base`` carries the run's identity and provenance, captured once when the command started
     (the git commit then is the code this process runs, whatever is committed meanwhile).
     With ``state_file`` the validation-selected model state is saved there too. With
     ``checkpoint`` the run saves its state there at each evaluation and resumes from it when
-    restarted (the file is removed once the records are written).
+    restarted (the file, and the folders it leaves empty up to ``results_dir/checkpoints``, are
+    removed once the records are written).
     """
     torch.manual_seed(seed)  # model initialisation and dropout
     model = spec.build(splits.n_items, model_cfg)
@@ -107,21 +106,30 @@ def run_seed(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, train_cfg:
                        checkpoint=checkpoint,
                        checkpoint_key=f"{base['config_hash']}:{'+'.join(protocols)}")
     except (TrainingDiverged, ModelOutputError) as e:  # NaN loss or NaN/inf scores
-        for p in protocols:
-            store.write_record(paths[p], dict(common, protocol=p, status="failed", error=str(e)), None)
-        if checkpoint is not None:
-            checkpoint.unlink(missing_ok=True)
+        with execute.deferred():
+            for p in protocols:
+                store.write_record(paths[p], dict(common, protocol=p, status="failed",
+                                                  error=str(e)), None)
+        _finish(checkpoint, results_dir)
         return "failed"
     total = time.perf_counter() - t0
-    if state_file is not None:
-        # train() restored the selected state
-        store.save_state(state_file, model.state_dict(), selected_epoch=result.best_epoch,
-                         config_hash=base["config_hash"])
-    for p in protocols:
-        store.write_record(paths[p], _record(common, p, result, total), _ranks(p, result))
-    if checkpoint is not None:
-        checkpoint.unlink(missing_ok=True)
+    # a signal waits until the seed's records are all written; a record already finished for
+    # this config (a run killed between its protocols' records) is kept as it is
+    with execute.deferred():
+        if state_file is not None:
+            # train() restored the selected state
+            store.save_state(state_file, model.state_dict(), selected_epoch=result.best_epoch,
+                             config_hash=base["config_hash"])
+        for p in protocols:
+            if not store.is_done(paths[p], base["config_hash"]):
+                store.write_record(paths[p], _record(common, p, result, total), _ranks(p, result))
+    _finish(checkpoint, results_dir)
     return "ok"
+
+
+def _finish(checkpoint: Path | None, results_dir: Path | None) -> None:
+    if checkpoint is not None:
+        store.remove_checkpoint(checkpoint, results_dir or checkpoint.parent)
 
 
 def _record(common: dict[str, Any], protocol: str, r: TrainResult, total_s: float) -> dict[str, Any]:
@@ -158,55 +166,42 @@ def summarize(results_dir: Path, dataset: str, model: str, protocols: list[str],
     return title + "\n" + tabulate(rows, headers=head, tablefmt="github")
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Linux: the child gets SIGKILL when its parent dies, so a killed reproduction or tuning
-    leaves no orphan run writing beside its rerun."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def spawn(argv: list[str], log: Path) -> int:
-    """``python -m harness.run ARGV`` in a child process that dies with this one, its output
-    appended to ``log``; the child's exit status (what :func:`main` returns)."""
-    cmd = [sys.executable, "-m", "harness.run", *argv]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") as fh:
-        fh.write(f"$ {' '.join(cmd)}\n")
-        fh.flush()
-        return subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT,
-                               preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m harness.run", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="dreamrec", help=f"one of: {', '.join(sorted(MODELS))}")
-    ap.add_argument("--dataset", default="ml-100k", help=f"one of: {', '.join(DATASETS)}")
-    ap.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
-    ap.add_argument("--first-seed", type=int, default=0, help="seeds run first..first+N-1")
+    ap = argparse.ArgumentParser(prog="python -m harness.run", description=DESCRIPTION)
+    ap.add_argument("--model", default="dreamrec", help=f"one of: {', '.join(sorted(MODELS))} "
+                    "(default: dreamrec)")
+    ap.add_argument("--dataset", default="ml-100k",
+                    help=f"one of: {', '.join(DATASETS)} (default: ml-100k)")
+    ap.add_argument("--seeds", type=int, default=5, help="number of seeds (default: 5)")
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="seeds run first..first+N-1 (default: 0)")
     ap.add_argument("--protocol", default="validation", choices=["validation", "published", "both"],
                     help="validation: select on val only (default); published: also evaluate test "
                     "at every evaluation and report the best (test-selected); both: one training, "
                     "both records")
-    ap.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
-    ap.add_argument("--threads", type=int, default=0,
-                    help="torch CPU threads (default: all cores; use 1 per job when jobs share cores)")
+    ap.add_argument("--device", default="auto", help="auto (default: cuda when present), cpu or cuda")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: all cores; use 1 per job when jobs share "
+                    "cores)")
     ap.add_argument("--data-dir", default=None,
                     help="folder with the authors' yc/ks/zhihu folders "
-                    "(default: $HARNESS_DATA_DIR or ../shared/data/dreamrec)")
-    ap.add_argument("--results-dir", default="results", help="where records go (default results/)")
+                    "(default: $HARNESS_DATA_DIR, else ../shared/data/dreamrec)")
+    ap.add_argument("--results-dir", default="results",
+                    help="where records go (default: results/; a config other than the config "
+                    "file's goes to <results-dir>/variants/<config hash>/ when the main records "
+                    "are another config's)")
     ap.add_argument("--config", default=None, metavar="FILE",
                     help="settings file to read instead of harness/configs/<dataset>/<model>.toml")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a setting of the config file, e.g. --set lr=0.005")
+                    help="override a setting of the config file, e.g. --set lr=0.005 "
+                    "(repeatable)")
     ap.add_argument("--mask-history", action="store_true",
                     help="evaluation removes each row's history items from its ranking, for "
                     "every model alike (default: not removed, as in the paper); "
                     "same as --set mask_history=true")
     ap.add_argument("--save-model", action="store_true",
                     help="also keep each seed's validation-selected model state under "
-                    "$HARNESS_MODEL_DIR (default .cache/models/), keyed by the config hash; "
+                    "$HARNESS_MODEL_DIR (default: .cache/models/), keyed by the config hash; "
                     "python -m harness.sampling evaluates such states without retraining")
     ap.add_argument("--no-progress", action="store_true",
                     help="no progress bars: one line per evaluation on stderr instead")
@@ -216,58 +211,145 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+DESCRIPTION = ("Train one model on one dataset over seeds and record the results. Example: "
+               "python -m harness.run --model dreamrec --dataset zhihu --seeds 5 --protocol both")
+
+
+@dataclass
+class Prepared:
+    """A checked ``harness.run`` invocation, ready to train: everything read and validated."""
+
+    spec: ModelSpec
+    model_cfg: Any
+    train_cfg: TrainConfig
+    splits: SequenceSplits
+    base: dict[str, Any]
+    chash: str
+    configured: bool  # the config file's own settings (no --set, no --config that differs)
+    home: Path  # the results folder its records go to
+
+
+def resolve(spec: ModelSpec, dataset: str, splits: SequenceSplits, overrides: dict[str, str],
+            config_file: str | None, results_dir: Path) -> Prepared:
+    """The configs, record base and config hash of a run, and where its records go."""
+    model_cfg, train_cfg = spec.configs(dataset, overrides, config_file)
+    base, chash = record_base(spec, dataset, splits, model_cfg, train_cfg)
+    configured = not overrides and config_file is None
+    if not configured:
+        try:
+            default = record_base(spec, dataset, splits, *spec.configs(dataset))[1]
+        except HarnessError:  # no config file of its own for this dataset
+            default = None
+        configured = chash == default
+    return Prepared(spec, model_cfg, train_cfg, splits, base, chash, configured,
+                    store.home(results_dir, dataset, spec.name, chash, configured))
+
+
+def prepare(args: argparse.Namespace) -> Prepared:
+    """Every check of an invocation, before anything is written: HarnessError says what is
+    wrong."""
+    spec = get_model(args.model)
+    check_dataset_name(args.dataset)
+    if args.seeds < 1:
+        raise HarnessError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.first_seed < 0:
+        raise HarnessError(f"--first-seed must be >= 0, got {args.first_seed}")
+    if args.threads is not None and args.threads < 1:
+        raise HarnessError(f"--threads must be >= 1, got {args.threads} (leave it out to use "
+                           f"every core)")
+    overrides = parse_overrides(args.set)
+    if args.mask_history:
+        overrides["mask_history"] = "true"
+    spec.configs(args.dataset, overrides, args.config)  # settings fail before the data loads
+    pick_device(args.device)
+    splits = load_dataset(args.dataset, args.data_dir)
+    prep = resolve(spec, args.dataset, splits, overrides, args.config, Path(args.results_dir))
+    store.check_writable(prep.home, "--results-dir")
+    if args.save_model:
+        store.check_writable(store.default_model_dir(), "the model folder ($HARNESS_MODEL_DIR)")
+    return prep
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """The command line: 0 when every seed is recorded, 1 when one failed (NaN), 2 on bad
+    input or an unwritable results folder, 130/143 when stopped by SIGINT/SIGTERM."""
+    progress = {"finished": 0, "left": 0}
+    with execute.stop_on_signals():
+        try:
+            return command(build_parser().parse_args(argv), progress)
+        except execute.Interrupted as e:
+            print(execute.interrupted_line(progress["finished"], progress["left"]),
+                  file=sys.stderr)
+            return e.exit_code
+
+
+def command(args: argparse.Namespace, progress: dict[str, int] | None = None) -> int:
+    """:func:`main` without the signal handling: :class:`execute.Interrupted` propagates.
+    ``progress`` counts the seeds finished and those left (resumable), as they change."""
+    progress = {"finished": 0, "left": 0} if progress is None else progress
     store.git_state()  # provenance of the code this process runs, read before anything else
     try:
-        spec = get_model(args.model)
-        check_dataset_name(args.dataset)
-        if args.seeds < 1:
-            raise HarnessError(f"--seeds must be >= 1, got {args.seeds}")
-        overrides = parse_overrides(args.set)
-        if args.mask_history:
-            overrides["mask_history"] = "true"
-        model_cfg, train_cfg = spec.configs(args.dataset, overrides, args.config)
-        device = pick_device(args.device)
-        if args.threads < 0:
-            raise HarnessError(f"--threads must be >= 0, got {args.threads}")
-        torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
-        splits = load_dataset(args.dataset, args.data_dir)
+        prep = prepare(args)
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    protocols = ["validation", "published"] if args.protocol == "both" else [args.protocol]
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    device = pick_device(args.device)
+    spec, chash = prep.spec, prep.chash
     results_dir = Path(args.results_dir)
-    base, chash = record_base(spec, args.dataset, splits, model_cfg, train_cfg)
+    protocols = ["validation", "published"] if args.protocol == "both" else [args.protocol]
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    progress["left"] = len(seeds)
+    try:
+        if prep.configured:
+            with execute.deferred():
+                moved = store.set_aside(results_dir, args.dataset, spec.name, chash)
+            for src, dest in moved:
+                print(f"moved {src} to {dest} (the records of another config than "
+                      f"{spec.config_path(args.dataset)})", file=sys.stderr)
+        elif prep.home != results_dir:
+            print(f"records of this config go to {prep.home}/ ({results_dir}/records holds "
+                  f"another config's)", file=sys.stderr)
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    home = prep.home
     failed = 0
     for seed in seeds:
-        paths = {p: store.record_path(results_dir, args.dataset, spec.name, p, seed) for p in protocols}
+        paths = {p: store.record_path(home, args.dataset, spec.name, p, seed) for p in protocols}
         state_file = (store.state_path(store.default_model_dir(), args.dataset, spec.name, chash,
                                        seed) if args.save_model else None)
         if all(store.is_done(paths[p], chash) for p in protocols) and (
                 state_file is None or state_file.exists()):
             print(f"seed {seed}: record exists for this config, skipped", file=sys.stderr)
+            progress["finished"] += 1
+            progress["left"] -= 1
             continue
-        old = store.read_record(paths[protocols[0]])
-        if old is not None and old.get("config_hash") != chash:
-            print(f"seed {seed}: replacing the record of another config ({paths[protocols[0]]}); "
-                  "use --results-dir to keep variants apart", file=sys.stderr)
-        status = run_seed(spec, splits, model_cfg, train_cfg, seed, device, protocols, base,
-                          paths, progress=not args.no_progress, state_file=state_file,
-                          checkpoint=store.checkpoint_path(results_dir, args.dataset, spec.name,
-                                                           seed))
+        try:
+            status = run_seed(spec, prep.splits, prep.model_cfg, prep.train_cfg, seed, device,
+                              protocols, prep.base, paths, progress=not args.no_progress,
+                              state_file=state_file,
+                              checkpoint=store.checkpoint_path(home, args.dataset, spec.name, seed),
+                              results_dir=home)
+        except OSError as e:  # a full disk, a folder gone read-only: the files before stay whole
+            where = f" {e.filename}" if e.filename else ""
+            print(f"error: cannot write{where} ({e.strerror or e}); free space or pass another "
+                  f"--results-dir, then rerun the same command", file=sys.stderr)
+            return 2
+        progress["finished"] += 1
+        progress["left"] -= 1
         rec = store.read_record(paths[protocols[0]])
         if status == "ok":
             shown = "val" if args.no_summary else "test"
             print(f"seed {seed}: epochs {rec['epochs_run']}, selected epoch {rec['selected_epoch']}, "
-                  f"{shown} HR@20 {rec[shown]['hr@20']:.4f} NDCG@20 {rec[shown]['ndcg@20']:.4f}, "
-                  f"{rec['wall']['total_s']:.0f} s", file=sys.stderr)
+                  f"{shown} HR@20 {100 * rec[shown]['hr@20']:.2f} % NDCG@20 "
+                  f"{100 * rec[shown]['ndcg@20']:.2f} %, {rec['wall']['total_s']:.0f} s",
+                  file=sys.stderr)
         else:
             failed += 1
             print(f"seed {seed}: FAILED ({rec['error']}); not averaged in", file=sys.stderr)
     if not args.no_summary:
-        print(summarize(results_dir, args.dataset, spec.name, protocols, seeds))
+        print(summarize(home, args.dataset, spec.name, protocols, seeds))
     return 1 if failed else 0
 
 

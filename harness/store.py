@@ -3,6 +3,13 @@
 Layout: ``<results>/records/<dataset>/<model>/<protocol>/seed<k>.json`` and ``seed<k>.npz``.
 Both are written atomically (temp file + rename), the ``.npz`` first, so a JSON on disk always
 describes a finished run whose per-row arrays are complete.
+
+A records folder ``records/<dataset>/<model>/`` holds one config. The configured one (the
+model's config file, no ``--set``) lives there; a run of another config writes under
+``<results>/variants/<config hash>/`` (a results folder of its own) when the main folder holds
+another config's records, and a configured run first moves the records of other configs it
+finds there into their own ``variants/<hash>/`` (:func:`set_aside`). No record is ever
+overwritten by another config's.
 """
 
 from __future__ import annotations
@@ -46,6 +53,97 @@ def checkpoint_path(results_dir: Path, dataset: str, model: str, seed: int) -> P
     """Where a run in progress keeps its last evaluation's state (removed when it finishes;
     git-ignored)."""
     return Path(results_dir) / "checkpoints" / dataset / model / f"seed{seed}.pt"
+
+
+VARIANTS = "variants"
+
+
+def records_dir(results_dir: Path, dataset: str, model: str) -> Path:
+    return Path(results_dir) / "records" / dataset / model
+
+
+def record_hashes(results_dir: Path, dataset: str, model: str) -> dict[Path, str]:
+    """The config hash of every readable record in ``records/<dataset>/<model>/``, by path."""
+    out = {}
+    for path in sorted(records_dir(results_dir, dataset, model).glob("*/seed*.json")):
+        rec = read_record(path)
+        if rec is not None and rec.get("config_hash"):
+            out[path] = rec["config_hash"]
+    return out
+
+
+def variant_dir(results_dir: Path, chash: str) -> Path:
+    return Path(results_dir) / VARIANTS / chash
+
+
+def home(results_dir: Path, dataset: str, model: str, chash: str, configured: bool) -> Path:
+    """The results folder whose ``records/<dataset>/<model>/`` holds (or will hold) the records
+    of config ``chash``: ``results_dir`` for the configured one, and for another config while
+    the main folder holds no other config's records; else ``variants/<chash>/``."""
+    if configured:
+        return Path(results_dir)
+    others = set(record_hashes(results_dir, dataset, model).values()) - {chash}
+    return variant_dir(results_dir, chash) if others else Path(results_dir)
+
+
+def set_aside(results_dir: Path, dataset: str, model: str, keep: str) -> list[tuple[Path, Path]]:
+    """Make ``records/<dataset>/<model>/`` the home of config ``keep``: records of other configs
+    move to ``variants/<their hash>/``, and records of ``keep`` kept in ``variants/<keep>/``
+    move back. Returns the moves (source, destination) of JSON records; each ``.npz`` moves
+    with its JSON. A destination that exists is never replaced: HarnessError, nothing moved."""
+    out_ = [(path, variant_dir(results_dir, chash) / path.relative_to(results_dir))
+            for path, chash in record_hashes(results_dir, dataset, model).items() if chash != keep]
+    for src, dest in out_:
+        if dest.exists():
+            raise HarnessError(f"cannot move {src} aside: {dest} exists; move one of them out "
+                               f"of {results_dir} by hand")
+    leaving = {src for src, _ in out_}
+    kept = variant_dir(results_dir, keep)
+    in_ = [(path, Path(results_dir) / path.relative_to(kept))
+           for path, chash in record_hashes(kept, dataset, model).items() if chash == keep]
+    in_ = [(src, dest) for src, dest in in_ if dest in leaving or not dest.exists()]
+    for src, dest in out_ + in_:  # out first: a seed coming back takes the place freed
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if src.with_suffix(".npz").exists():
+            os.replace(src.with_suffix(".npz"), dest.with_suffix(".npz"))
+        os.replace(src, dest)
+    return out_ + in_
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """HarnessError unless files can be created in ``folder`` (made on first use): tried in its
+    nearest existing parent, before any work starts, leaving nothing behind."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".write-test.")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        reason = e.strerror or str(e)
+        raise HarnessError(f"{what} {folder} is not writable ({reason}); pass a writable folder "
+                           f"with --results-dir") from None
+
+
+def remove_checkpoint(path: Path, results_dir: Path) -> None:
+    """Remove a finished run's checkpoint and the folders it leaves empty, up to
+    ``<results>/checkpoints``."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    stop = Path(results_dir) / "checkpoints"
+    folder = path.parent
+    while folder != stop.parent and stop in (folder, *folder.parents):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+        folder = folder.parent
 
 
 def atomic_write(path: Path, write) -> None:

@@ -13,6 +13,7 @@ Pure functions of the records under ``<results>/records`` (and the paper's cells
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -54,6 +55,7 @@ class Cell:
     failed: int = 0
     devices: set[str] = field(default_factory=set)
     n_items: int = 0
+    data_checksum: str | None = None
 
     @property
     def n(self) -> int:
@@ -63,28 +65,62 @@ class Cell:
         return mean_std(self.values[metric])[0]
 
 
-def load_cells(results_dir: Path, protocol: str, datasets: list[str],
-               models: list[str]) -> dict[tuple[str, str], Cell]:
-    """Every (dataset, model) with at least one record under ``protocol``."""
+def check_record(path: Path) -> tuple[dict[str, Any] | None, np.ndarray | None, str | None]:
+    """A record, its per-row ranks, and why it cannot be used (None when it can).
+
+    A record is refused when its JSON is unreadable or not a record, its ``.npz`` is missing or
+    unreadable, or its test metrics are not the ones its per-row ranks give (a hand-edited or
+    damaged record): nothing is averaged from such a file."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = json.load(fh)
+    except (OSError, ValueError) as e:
+        return None, None, f"not readable JSON ({type(e).__name__}; truncated?)"
+    if not isinstance(raw, dict) or raw.get("schema") != store.SCHEMA:
+        return None, None, "not a record of this harness (no schema 1)"
+    if raw.get("status") != "ok":
+        return raw, None, None
+    try:
+        ranks = store.read_ranks(path)
+    except (OSError, KeyError, ValueError) as e:
+        return None, None, f"its per-row ranks {path.with_suffix('.npz').name} are missing or unreadable ({type(e).__name__})"
+    try:
+        test = {m: float(raw["test"][m]) for m in METRICS}
+        rows = row_metrics(ranks, (20,))
+    except (KeyError, TypeError, ValueError):
+        return None, None, "its test metrics are missing"
+    bad = [m for m in METRICS if not np.isclose(test[m], float(rows[m].mean()), rtol=1e-6, atol=1e-9)]
+    if bad:
+        return None, None, (f"its test {', '.join(METRIC_LABEL[m] for m in bad)} differ from what "
+                            f"its per-row ranks give (hand-edited or damaged)")
+    return raw, ranks, None
+
+
+def load_cells(results_dir: Path, protocol: str, datasets: list[str], models: list[str],
+               homes: dict[tuple[str, str], Path] | None = None,
+               rejected: list[tuple[Path, str]] | None = None) -> dict[tuple[str, str], Cell]:
+    """Every (dataset, model) with at least one record under ``protocol``, read from
+    ``homes[(dataset, model)]`` (a results folder; default ``results_dir``). Records that cannot
+    be used are left out and appended to ``rejected`` as (path, reason)."""
     cells: dict[tuple[str, str], Cell] = {}
     for dataset in datasets:
         for model in models:
-            folder = Path(results_dir) / "records" / dataset / model / protocol
+            root = (homes or {}).get((dataset, model), Path(results_dir))
+            folder = Path(root) / "records" / dataset / model / protocol
             cell = Cell(dataset, model)
             per_row: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
             for path in sorted(folder.glob("seed*.json")):
-                rec = store.read_record(path)
-                if rec is None:
+                rec, ranks, why = check_record(path)
+                if why is not None:
+                    if rejected is not None:
+                        rejected.append((path, why))
                     continue
                 if rec.get("status") != "ok":
                     cell.failed += 1
                     continue
-                try:
-                    ranks = store.read_ranks(path)
-                except (OSError, KeyError, ValueError):
-                    continue
                 cell.seeds.append(int(rec["seed"]))
                 cell.n_items = int(rec.get("n_items", 0))
+                cell.data_checksum = rec.get("data_checksum")
                 cell.devices.add(record_devices(rec))
                 rows = row_metrics(ranks, (20,))
                 if "coverage@20" in rec["test"]:
@@ -167,6 +203,14 @@ class Table:
     references: dict[str, dict[str, float]] = field(default_factory=dict)
     #: dataset -> [n_test_rows] bool, the test rows whose target never occurs as a training target
     cold_rows: dict[str, np.ndarray] = field(default_factory=dict)
+    #: record files left out, with the reason (unreadable, hand-edited, ...)
+    rejected: list[tuple[Path, str]] = field(default_factory=list)
+
+    def data_missing(self, dataset: str) -> bool:
+        """The dataset's files are missing and no record of it is here either: its cells say
+        "data missing" (with records, they show the records, the others "not run")."""
+        return dataset in self.missing_data and not any(
+            c.n or c.failed for (d, _), c in self.cells.items() if d == dataset)
 
     def marker(self, dataset: str, metric: str) -> str:
         """'*' Welch and/or '†' Wilcoxon significant (Holm, alpha 0.05) against the best baseline."""
@@ -178,16 +222,21 @@ class Table:
 
 
 def build(results_dir: Path, protocol: str, datasets: list[str], models: list[str],
-          missing_data: dict[str, str], quick: bool = False) -> Table:
-    cells = load_cells(results_dir, protocol, datasets, models)
+          missing_data: dict[str, str], quick: bool = False,
+          homes: dict[tuple[str, str], Path] | None = None) -> Table:
+    """One protocol's table from the records (``homes``: where each cell's records are, see
+    :func:`load_cells`). A dataset whose files are missing still shows the cells it has
+    records for."""
+    rejected: list[tuple[Path, str]] = []
+    cells = load_cells(results_dir, protocol, datasets, models, homes, rejected)
     return Table(protocol, datasets, models, cells, compare(cells, datasets, models),
-                 missing_data, quick)
+                 missing_data, quick, rejected=rejected)
 
 
 def _cell_text(t: Table, dataset: str, model: str, metric: str, bold, under) -> str:
-    if dataset in t.missing_data:
-        return "data missing"
     cell = t.cells.get((dataset, model))
+    if (cell is None or cell.n == 0) and t.data_missing(dataset):
+        return "data missing"
     if cell is None or cell.n == 0:
         return "not run" if cell is None else f"failed ({cell.failed})"
     m, s = mean_std(np.asarray(cell.values[metric]) * 100)
@@ -251,7 +300,15 @@ def footnotes(t: Table) -> list[str]:
                      "the DROS code release contains it); see baselines/ips.py and "
                      "baselines/adaranker.py for what each covers.")
     for d, why in t.missing_data.items():
-        notes.append(f"{d}: data missing ({why}).")
+        needs = [x for x, got in (("the most-popular reference", d in t.references),
+                                  ("the never-trained-target split", d in t.cold_rows)) if not got]
+        if t.data_missing(d):
+            notes.append(f"{d}: data missing ({why}).")
+        elif needs:  # rendered from the records; what needs the data says so
+            notes.append(f"{d}: its files are not here ({why}); its cells come from the records, "
+                         f"{' and '.join(needs)} need the files (--data-dir).")
+    for path, why in t.rejected:
+        notes.append(f"Left out, not averaged: {Path(path).as_posix()}: {why}.")
     return notes
 
 
@@ -366,7 +423,7 @@ def csv_text(tables: list[Table]) -> str:
                     if pc:
                         row["paper_mean_pct"] = pc[PAPER_KEY[metric] + "_mean"]
                         row["paper_std_pct"] = pc[PAPER_KEY[metric] + "_std"]
-                    if d in t.missing_data:
+                    if t.data_missing(d) and (cell is None or cell.n == 0):
                         row["note"] = f"data missing: {t.missing_data[d]}"
                     elif cell is None or cell.n == 0:
                         row["note"] = "not run" if cell is None else "failed"
@@ -526,7 +583,7 @@ def reading(tables: list[Table]) -> str:
     out: list[str] = []
     for d in val.datasets:
         ranked = _ranked(val.cells, d, "hr@20", val.models)
-        if d in val.missing_data or not ranked:
+        if not ranked:
             continue
         def pct(m: str, metric: str = "hr@20", t: Table = val) -> float:
             return 100 * t.cells[(d, m)].mean(metric)
@@ -552,6 +609,9 @@ def reading(tables: list[Table]) -> str:
         cold = cold_rows_text(val, d, ranked)
         if cold:
             out.append(f"  {cold}")
+        if d not in val.cold_rows or d not in val.references:
+            out.append(f"  The never-trained-target split and the most-popular reference need "
+                       f"{d}'s files, which are not here (pass --data-dir).")
         ref = val.references.get(d)
         if ref:
             below = [row_label(m) for m in ranked if pct(m) < 100 * ref["hr@20"]]
@@ -575,6 +635,48 @@ def reading(tables: list[Table]) -> str:
                 out.append(f"  Selection gap, published minus validation-selected HR@20 points: "
                            f"{', '.join(gaps)}.")
     return "\n".join(out) + ("\n" if out else "")
+
+
+#: per dataset, what the table needs from the data besides the records (the most-popular
+#: reference and the never-trained-target rows), kept so a table renders without the data
+REFERENCES = "references"
+
+
+def reference_path(results_dir: Path, dataset: str) -> Path:
+    return Path(results_dir) / REFERENCES / f"{dataset}.json"
+
+
+def save_references(results_dir: Path, dataset: str, checksum: str, popular: dict[str, float],
+                    cold: np.ndarray) -> None:
+    """Keep ``dataset``'s most-popular test metrics and its never-trained-target test rows
+    ([n_test_rows] bool) for renderings without the data; the file is rewritten only when its
+    content changes."""
+    payload = {"dataset": dataset, "data_checksum": checksum,
+               "written_by": "python -m harness.reproduce_table1 (from the dataset's files)",
+               "most_popular_test": {k: float(v) for k, v in sorted(popular.items())},
+               "cold_test_rows": {"n": int(cold.size),
+                                  "packed_bits_base64": base64.b64encode(
+                                      np.packbits(cold.astype(bool)).tobytes()).decode()}}
+    text = json.dumps(payload, indent=1) + "\n"
+    path = reference_path(results_dir, dataset)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        store.write_text(path, text)
+
+
+def load_references(results_dir: Path, dataset: str,
+                    checksum: str | None) -> tuple[dict[str, float], np.ndarray] | None:
+    """What :func:`save_references` kept for ``dataset``, when it was computed from the data
+    whose content checksum is ``checksum`` (that of the records); else None."""
+    obj = store.read_json(reference_path(results_dir, dataset))
+    if not obj or checksum is None or obj.get("data_checksum") != checksum:
+        return None
+    try:
+        bits = obj["cold_test_rows"]
+        cold = np.unpackbits(np.frombuffer(base64.b64decode(bits["packed_bits_base64"]),
+                                           dtype=np.uint8))[:bits["n"]].astype(bool)
+        return {k: float(v) for k, v in obj["most_popular_test"].items()}, cold
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 README_BEGIN = "<!-- table1:begin (written by python -m harness.reproduce_table1 --readme README.md) -->"

@@ -2,6 +2,8 @@
 
 import csv
 import json
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,6 +99,23 @@ def test_a_corrupt_record_is_reported_and_rerun(reproduced, capsys):
     assert json.loads(bad.read_text())["status"] == "ok"
 
 
+def test_a_seed_killed_between_its_records_keeps_the_finished_one(reproduced, capsys):
+    """A run killed after its validation record and before its published one (SIGKILL cannot
+    be held back) is rerun, and the rerun writes the missing record only."""
+    res, _ = reproduced
+    kept = store.record_path(res, "ml-100k", "gru4rec", "validation", 1)
+    gone = store.record_path(res, "ml-100k", "gru4rec", "published", 1)
+    before, mtime = kept.read_bytes(), kept.stat().st_mtime_ns
+    published = json.loads(gone.read_text())
+    gone.unlink()
+    gone.with_suffix(".npz").unlink()
+    assert main([*SMALL, "--results-dir", str(res)]) == 0
+    assert "1 runs to do" in capsys.readouterr().err
+    assert kept.read_bytes() == before and kept.stat().st_mtime_ns == mtime
+    again = json.loads(gone.read_text())
+    assert again["test"] == published["test"] and again["selected_epoch"] == published["selected_epoch"]
+
+
 def test_killed_reproduction_leaves_no_orphans_and_the_rerun_keeps_finished_runs(tmp_path):
     res = tmp_path / "res"
     one_seed = [*SMALL, "--seeds", "1"]  # the last --seeds wins
@@ -120,15 +139,103 @@ def test_killed_reproduction_leaves_no_orphans_and_the_rerun_keeps_finished_runs
     assert len(record_files(res)) == 4 and (res / "table1.md").exists()
 
 
+def _children(res):
+    r = subprocess.run(["pgrep", "-f", f"harness.run .*{res}"], capture_output=True, text=True)
+    return r.stdout.strip()
+
+
+def test_one_sigint_stops_the_reproduction_and_its_runs_and_the_rerun_resumes(tmp_path):
+    res = tmp_path / "res"
+    slow = ["--datasets", "ml-100k", "--models", "gru4rec", "--seeds", "2", "--quick",
+            "--device", "cpu", "--set", "embedding_size=16", "--set", "hidden_size=16",
+            "--set", "batch_size=1024", "--set", "max_epochs=1000", "--jobs", "1",
+            "--results-dir", str(res)]
+    cmd = [sys.executable, "-m", "harness.reproduce_table1", *slow]
+    log = res / "logs" / "ml-100k-gru4rec-seed0.log"
+    ckpt = store.checkpoint_path(res, "ml-100k", "gru4rec", 0)
+
+    def start_and_wait(pattern):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while time.time() < deadline and not (log.exists() and re.search(pattern, log.read_text())):
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.2)
+        assert log.exists() and re.search(pattern, log.read_text()), "the run never got there"
+        return proc
+
+    proc = start_and_wait(r" epoch 0:")
+    proc.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 15
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == (
+        "interrupted: 0 runs finished, 2 resumable; rerun the same command to continue")
+    assert "Traceback" not in err
+    assert _children(res) == ""  # the run in progress stopped with it
+    assert ckpt.exists()  # and kept its last evaluation
+    (inv,) = [json.loads(x) for x in (res / "logs" / "invocations.jsonl").read_text().splitlines()]
+    assert inv["interrupted"] == "SIGINT" and inv["runs"] == 0
+    assert not (res / "table1.md").exists()
+    proc = start_and_wait(r"resumed after epoch \d+")  # the same command resumes the run
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert _children(res) == ""
+
+
+def test_without_the_data_the_committed_table_renders_from_its_records(tmp_path, monkeypatch):
+    """A fresh checkout without the authors' files renders the committed Table 1 cells and
+    readings unchanged (the data-derived references are kept under results/references/)."""
+    committed = store.REPO_ROOT / "results"
+    for part in ("records", "references"):
+        shutil.copytree(committed / part, tmp_path / part)
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "no-data"))
+    assert main(["--render-only", "--results-dir", str(tmp_path)]) == 0
+
+    def lines(path):  # a missing dataset's reason names what is missing on this machine
+        return [x for x in path.read_text().splitlines() if "data missing (" not in x]
+
+    assert lines(tmp_path / "table1.md") == lines(committed / "table1.md")
+    md = (tmp_path / "table1.md").read_text()
+    assert "**zhihu**, validation-selected" in md and "never occurs as a training target" in md
+
+
+def test_a_truncated_or_hand_edited_record_is_named_and_not_averaged(reproduced, tmp_path, capsys):
+    res, _ = reproduced
+    copy = tmp_path / "res"
+    shutil.copytree(res / "records", copy / "records")
+    cut = store.record_path(copy, "ml-100k", "gru4rec", "validation", 0)
+    cut.write_text(cut.read_text()[:100])
+    edited = store.record_path(copy, "ml-100k", "dreamrec", "validation", 1)
+    rec = json.loads(edited.read_text())
+    rec["test"]["hr@20"] += 0.01
+    edited.write_text(json.dumps(rec))
+    assert main([*SMALL, "--render-only", "--results-dir", str(copy)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {edited} left out of the table: its test HR@20 differ from what its " \
+           f"per-row ranks give (hand-edited or damaged)" in err
+    md = (copy / "table1.md").read_text()
+    assert f"Left out, not averaged: {cut.as_posix()}: not readable JSON" in md
+    assert f"Left out, not averaged: {edited.as_posix()}" in md
+    rows = list(csv.DictReader((copy / "table1.csv").open()))
+    seeds = {(r["model"], r["protocol"]): r["seeds"] for r in rows if r["metric"] == "hr@20"}
+    assert seeds[("gru4rec", "validation")] == "1" and seeds[("dreamrec", "validation")] == "1"
+    assert seeds[("gru4rec", "published")] == "2"
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--jobs", "0"], "--jobs must be >= 1, got 0"),
+    (["--seeds", "0"], "--seeds must be >= 1"),
     (["--models", "bert4rec"], "unknown model 'bert4rec'; valid: "),
     (["--datasets", "netflix"], "unknown dataset 'netflix'; valid: ml-100k, yc, ks, zhihu"),
     (["--set", "bert4rec.lr=1"], "model 'bert4rec' is not in this table"),
 ])
 def test_bad_names_list_the_valid_ones(tmp_path, capsys, args, message):
-    assert main([*args, "--results-dir", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.startswith("error: ")
+    assert main([*args, "--results-dir", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.startswith("error: ") and "\n" not in err
+    assert not (tmp_path / "res").exists()
 
 
 def test_a_table_without_records_names_the_missing_runs_and_the_command(tmp_path, capsys):

@@ -1,9 +1,12 @@
 """``python -m harness.run``: records, resume, failures and bad input."""
 
 import json
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +56,7 @@ def test_records_hold_metrics_and_provenance(finished):
     assert "TEST" in pub["selection"]
 
 
-def test_rerun_skips_finished_records_and_reruns_a_changed_config(finished, capsys):
+def test_rerun_skips_finished_records_and_a_changed_config_goes_beside_them(finished, capsys):
     tmp, _ = finished
     path = store.record_path(tmp / "res", "ml-100k", "dreamrec", "validation", 0)
     before = path.stat().st_mtime_ns
@@ -62,9 +65,108 @@ def test_rerun_skips_finished_records_and_reruns_a_changed_config(finished, caps
     err = capsys.readouterr().err
     assert err.count("skipped") == 2
     assert path.stat().st_mtime_ns == before
+    # another config (--set) never replaces these records: it is kept apart, by its hash
     assert main(["--dataset", "ml-100k", "--results-dir", str(tmp / "res"), "--seeds", "1",
                  *FAST, "--set", "max_epochs=1"]) == 0
-    assert json.loads(path.read_text())["config"]["train"]["max_epochs"] == 1
+    assert path.stat().st_mtime_ns == before
+    assert json.loads(path.read_text())["config"]["train"]["max_epochs"] == 2
+    (variant,) = (tmp / "res" / "variants").glob("*/records/ml-100k/dreamrec/validation/seed0.json")
+    rec = json.loads(variant.read_text())
+    assert rec["config"]["train"]["max_epochs"] == 1
+    assert variant.parts[-6] == rec["config_hash"]
+    captured = capsys.readouterr()
+    assert f"records of this config go to {tmp / 'res' / 'variants' / rec['config_hash']}/" in captured.err
+    assert "1/1" in captured.out  # the summary reads the variant's own records
+
+
+def test_the_readme_set_example_writes_beside_the_committed_records(tmp_path):
+    from harness.run import build_parser, prepare
+
+    shutil.copytree(store.REPO_ROOT / "results" / "records" / "ml-100k" / "dreamrec",
+                    tmp_path / "records" / "ml-100k" / "dreamrec")
+    args = build_parser().parse_args(["--dataset", "ml-100k", "--set", "timesteps=200", "--set",
+                                      "w=2", "--seeds", "3", "--results-dir", str(tmp_path)])
+    prep = prepare(args)
+    assert not prep.configured
+    assert prep.home == tmp_path / "variants" / prep.chash
+    committed = set(store.record_hashes(tmp_path, "ml-100k", "dreamrec").values())
+    assert committed and prep.chash not in committed
+    configured = prepare(build_parser().parse_args(["--dataset", "ml-100k", "--results-dir",
+                                                    str(tmp_path)]))
+    assert configured.configured and configured.home == tmp_path
+    assert committed == {configured.chash}  # the committed records are the config file's
+
+
+def test_a_configured_run_moves_another_configs_records_aside_and_brings_its_own_back(
+        tmp_path, monkeypatch, capsys):
+    import harness.models
+
+    configs = tmp_path / "configs"
+    shutil.copytree(harness.models.CONFIG_DIR, configs)
+    monkeypatch.setattr(harness.models, "CONFIG_DIR", configs)
+    cfg = configs / "ml-100k" / "dreamrec.toml"
+    text = cfg.read_text()
+    for key, value in (("timesteps", 5), ("hidden_size", 16), ("max_epochs", 1)):
+        text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
+    cfg.write_text(text)
+    res = tmp_path / "res"
+    args = ["--dataset", "ml-100k", "--results-dir", str(res), "--seeds", "1", "--no-progress",
+            "--threads", "1"]
+    assert main(args) == 0  # the config file's own settings: the main records
+    path = store.record_path(res, "ml-100k", "dreamrec", "validation", 0)
+    first = json.loads(path.read_text())
+    cfg.write_text(text.replace("lr = ", "lr = 2e-4 #", 1))  # the config file changes
+    assert main(args) == 0
+    second = json.loads(path.read_text())
+    assert second["config_hash"] != first["config_hash"]
+    aside = store.record_path(store.variant_dir(res, first["config_hash"]), "ml-100k",
+                              "dreamrec", "validation", 0)
+    assert json.loads(aside.read_text()) == first and aside.with_suffix(".npz").exists()
+    assert f"moved {path} to {aside}" in capsys.readouterr().err
+    cfg.write_text(text)  # back to the first settings: its records come back, nothing retrains
+    assert main(args) == 0
+    assert json.loads(path.read_text()) == first
+    assert "skipped" in capsys.readouterr().err
+    assert json.loads(store.record_path(store.variant_dir(res, second["config_hash"]), "ml-100k",
+                                        "dreamrec", "validation", 0).read_text()) == second
+
+
+def test_a_finished_run_prints_percent_and_leaves_no_checkpoint_folder(finished, tmp_path, capsys):
+    assert run(tmp_path, "--seeds", "1", *FAST) == 0
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if x.startswith("seed 0: epochs"))
+    rec = json.loads(store.record_path(tmp_path / "res", "ml-100k", "dreamrec", "validation", 0)
+                     .read_text())
+    assert f"HR@20 {100 * rec['test']['hr@20']:.2f} %" in line
+    assert not (tmp_path / "res" / "checkpoints").exists()
+
+
+def test_a_full_disk_fails_with_one_line_and_keeps_the_records_before(finished, tmp_path,
+                                                                       monkeypatch, capsys):
+    import errno
+
+    tmp, _ = finished
+    res = tmp_path / "res"
+    shutil.copytree(tmp / "res" / "records", res / "records")
+    seed0 = store.record_path(res, "ml-100k", "dreamrec", "validation", 0)
+    before = seed0.read_bytes()
+    real = store.atomic_write
+
+    def full(path, write):
+        def failing(fh):
+            fh.write(b"half a file")
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, failing if Path(path).name.startswith("seed2") else write)
+
+    monkeypatch.setattr(store, "atomic_write", full)
+    assert main(["--dataset", "ml-100k", "--results-dir", str(res), "--seeds", "3",
+                 "--protocol", "both", *FAST]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: cannot write ") and "No space left on device" in err[-1]
+    assert "--results-dir" in err[-1] and not any("Traceback" in x for x in err)
+    assert seed0.read_bytes() == before
+    left = [p.name for p in res.rglob("*") if p.is_file() and "seed2" in p.name]
+    assert left == []  # no partial file, no temp file
 
 
 def test_nan_loss_marks_the_run_failed_and_keeps_it_out_of_the_mean(tmp_path, capsys):
@@ -84,6 +186,8 @@ def test_nan_loss_marks_the_run_failed_and_keeps_it_out_of_the_mean(tmp_path, ca
     (["--set", "schedule=quadratic"], "unknown schedule 'quadratic'"),
     (["--device", "cuda"], "no CUDA device"),
     (["--set", "lr"], "--set takes KEY=VALUE"),
+    (["--threads", "0"], "--threads must be >= 1, got 0"),
+    (["--seeds", "0"], "--seeds must be >= 1"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
     if "cuda" in args:
@@ -101,6 +205,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args,
     ("[train]\nlr = \"fast\"\n", "setting 'lr' must be float, got 'fast' (str)"),
     ("[train]\nmax_epochs = 2.5\n", "setting 'max_epochs' must be int"),
     ("[optim]\nlr = 0.1\n", "unknown section 'optim'"),
+    ("[model]\ntimesteps = 500\n", "unknown setting 'timesteps' in [model]"),  # DreamRec's
     ("[train\nlr = 0.1\n", "is not valid TOML"),
     (None, "not found"),
 ])
@@ -136,7 +241,7 @@ def test_tune_chooses_the_point_with_the_best_validation_ndcg(tmp_path, monkeypa
     monkeypatch.setattr(harness.models, "CONFIG_DIR", tmp_path / "configs")
 
     assert tune_main(["--dataset", "ml-100k", "--results-dir", str(tmp_path), "--grid",
-                      "lr=1e-9,1e-2", *TINY, "--set", "max_epochs=1"]) == 0
+                      "lr=1e-9,1e-2", "--jobs", "1", *TINY, "--set", "max_epochs=1"]) == 0
     vals = {}
     for lr in ("1e-9", "1e-2"):
         rec = json.loads(store.record_path(tmp_path / "tuning" / "ml-100k" / "dreamrec" / f"lr={lr}",
@@ -162,16 +267,18 @@ def test_tune_jobs_train_points_in_parallel_processes_with_the_same_records(tmp_
     monkeypatch.setattr(harness.models, "CONFIG_DIR", tmp_path / "configs")
     grid = ["--dataset", "ml-100k", "--grid", "lr=1e-9,1e-2", "--no-write-config", *TINY,
             "--set", "max_epochs=1"]
-    assert tune_main(["--results-dir", str(tmp_path / "one"), *grid]) == 0
+    assert tune_main(["--results-dir", str(tmp_path / "one"), "--jobs", "1", *grid]) == 0
     assert tune_main(["--results-dir", str(tmp_path / "two"), "--jobs", "2", *grid]) == 0
     for lr in ("1e-9", "1e-2"):
         point = Path("tuning") / "ml-100k" / "dreamrec" / f"lr={lr}"
         recs = [json.loads(store.record_path(tmp_path / d / point, "ml-100k", "dreamrec",
                                              "validation", 0).read_text()) for d in ("one", "two")]
         assert _comparable(recs[0]) == _comparable(recs[1])
-        log = (tmp_path / "two" / point / "run.log").read_text()
-        assert log.startswith("$ ") and f"lr={lr}" in log  # each point ran in its own process
-        assert not (tmp_path / "one" / point / "run.log").exists()
+        # each point ran in its own process, its log in the git-ignored logs/ folder
+        log = (tmp_path / "two" / "logs" / "tuning" / "ml-100k" / "dreamrec" / f"lr={lr}.log")
+        assert log.read_text().startswith("$ ") and f"lr={lr}" in log.read_text()
+        assert {p.name for p in (tmp_path / "two" / point).iterdir()} == {"records"}
+    assert not (tmp_path / "one" / "logs").exists()
     assert ((tmp_path / "one" / "tuning" / "ml-100k-dreamrec.md").read_text()
             == (tmp_path / "two" / "tuning" / "ml-100k-dreamrec.md").read_text())
 
@@ -180,6 +287,9 @@ def test_tune_jobs_train_points_in_parallel_processes_with_the_same_records(tmp_
     (["--grid", "lr=1e-3,fast"], "setting 'lr'"),
     (["--grid", "nonsense=1"], "unknown setting 'nonsense'"),
     (["--jobs", "0"], "--jobs and --seeds must be >= 1"),
+    (["--threads", "0"], "--threads must be >= 1"),
+    (["--set", "bogus=1"], "unknown setting 'bogus'"),
+    (["--dataset", "zhihu", "--data-dir", "/nonexistent"], "zhihu"),
 ])
 def test_tune_checks_every_point_before_training(tmp_path, capsys, bad, message):
     from harness.tune import main as tune_main
@@ -239,11 +349,13 @@ def _comparable(rec):
     return {k: v for k, v in rec.items() if k not in ("wall", "created", "git")}
 
 
-@pytest.mark.parametrize("model", ["dreamrec", "gru4rec"])
-def test_a_run_killed_mid_way_resumes_from_its_last_evaluation_with_the_same_result(tmp_path, model):
+@pytest.mark.parametrize("model, sig", [("dreamrec", signal.SIGKILL), ("gru4rec", signal.SIGTERM)])
+def test_a_run_stopped_mid_way_resumes_from_its_last_evaluation_with_the_same_result(
+        tmp_path, model, sig):
     args = ["--model", model, "--dataset", "ml-100k", "--seeds", "1", "--protocol", "both",
             "--set", "max_epochs=5", "--set", "eval_every=1", "--no-progress", "--threads", "1"]
-    args += {"dreamrec": ["--set", "timesteps=5", "--set", "hidden_size=16"],
+    args += {"dreamrec": ["--set", "timesteps=5", "--set", "hidden_size=16",
+                          "--set", "batch_size=1024"],
              "gru4rec": ["--set", "embedding_size=16", "--set", "hidden_size=16",
                          "--set", "batch_size=1024"]}[model]
     assert main([*args, "--results-dir", str(tmp_path / "ref")]) == 0
@@ -254,20 +366,50 @@ def test_a_run_killed_mid_way_resumes_from_its_last_evaluation_with_the_same_res
     for line in proc.stderr:  # one line per evaluation; the checkpoint follows each
         seen.append(line)
         if " epoch 1:" in line:
-            proc.send_signal(signal.SIGKILL)
+            proc.send_signal(sig)
             break
+    t0 = time.monotonic()
+    rest = proc.stderr.read()
     proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    else:  # stopped within seconds, one line, the shell's exit status; no traceback
+        assert time.monotonic() - t0 < 10
+        assert proc.returncode == 128 + sig, "".join(seen) + rest
+        assert rest.strip().splitlines()[-1] == (
+            "interrupted: 0 runs finished, 1 resumable; rerun the same command to continue")
+        assert "Traceback" not in rest
     ckpt = store.checkpoint_path(killed, "ml-100k", model, 0)
     assert ckpt.exists()
     assert not store.record_path(killed, "ml-100k", model, "validation", 0).exists()
     assert main([*args, "--results-dir", str(killed)]) == 0
     assert not ckpt.exists()  # removed once the records are written
+    assert not (killed / "checkpoints").exists()  # and the folders it leaves empty
     for protocol in ("validation", "published"):
         ref = json.loads(store.record_path(tmp_path / "ref", "ml-100k", model, protocol, 0).read_text())
         got = json.loads(store.record_path(killed, "ml-100k", model, protocol, 0).read_text())
         assert got["wall"]["resumed"] is True and ref["wall"]["resumed"] is False
         assert _comparable(got) == _comparable(ref)
+
+
+@pytest.mark.parametrize("where", ["read-only", "under a file"])
+def test_an_unwritable_results_dir_fails_before_any_work(tmp_path, capsys, where):
+    from harness.reproduce_table1 import main as table_main
+    from harness.tune import main as tune_main
+
+    if where == "read-only":
+        bad = Path("/proc/harness-results")  # /proc takes no new files, even as root
+    else:
+        (tmp_path / "file").write_text("")
+        bad = tmp_path / "file" / "res"
+    for command in (lambda: main(["--results-dir", str(bad), *FAST]),
+                    lambda: table_main(["--models", "gru4rec", "--datasets", "ml-100k",
+                                        "--results-dir", str(bad)]),
+                    lambda: tune_main(["--results-dir", str(bad), "--grid", "lr=1e-3", *FAST])):
+        assert command() == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "is not writable" in err and "\n" not in err
+        assert "--results-dir" in err
 
 
 def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path, capsys):
