@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from harness import store
+from harness import cli, store
 from harness.data import DATASETS, check_dataset_name, load_dataset
 from harness.errors import HarnessError
 from harness.evaluate import evaluate
@@ -84,19 +84,20 @@ def parse_samplers(text: str) -> list[tuple[str, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="dreamrec", help="default dreamrec")
-    ap.add_argument("--dataset", default="zhihu", help=f"one of: {', '.join(DATASETS)}")
-    ap.add_argument("--data-dir", default=None)
+    ap = argparse.ArgumentParser(prog="python -m harness.bench", description=cli.description(__doc__))
+    ap.add_argument("--model", default="dreamrec", help="the model to time (default: dreamrec)")
+    ap.add_argument("--dataset", default="zhihu",
+                    help=f"one of: {', '.join(DATASETS)} (default: zhihu)")
+    ap.add_argument("--data-dir", default=None, help=cli.DATA_DIR)
     ap.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
-    ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
+    ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts (default: 1,2)")
     ap.add_argument("--epochs", type=int, default=3,
-                    help="timed epochs after one warm-up (0: generation only)")
+                    help="timed epochs after one warm-up (default: 3; 0: generation only)")
     ap.add_argument("--samplers", default=None, help="DreamRec: ddpm and/or ddim:K, "
                     "comma-separated (default ddpm: all T steps)")
     ap.add_argument("--repeats", type=int, default=3,
-                    help="evaluation passes per setting; the fastest is reported")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+                    help="evaluation passes per setting; the fastest is reported (default: 3)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=cli.SET)
     ap.add_argument("--out", default=None, help="also write the output to this file")
     args = ap.parse_args(argv)
     store.git_state()

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from harness import store
+from harness import cli, store
 from harness.bench import time_epochs, time_generation
 from harness.data import check_dataset_name, load_dataset
 from harness.errors import HarnessError
@@ -68,14 +68,14 @@ def concurrent_runs(n: int, dataset: str, epochs: int, device: str, sets: list[s
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.bench_gpu",
-                                 description=__doc__.split("\n")[0])
+                                 description=cli.description(__doc__))
     ap.add_argument("--device", default="cuda", help="cuda (default), cpu or auto")
     ap.add_argument("--datasets", default="zhihu,yc", help="comma-separated (default zhihu,yc)")
     ap.add_argument("--jobs", default="1,2,4,8", help="concurrent run counts (default 1,2,4,8)")
     ap.add_argument("--budget-epochs", type=int, default=10,
                     help="epochs per concurrent run (default 10; evaluation as the config says)")
     ap.add_argument("--epochs", type=int, default=1, help="timed epochs after a warm-up (default 1)")
-    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--data-dir", default=None, help=cli.DATA_DIR)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a DreamRec setting everywhere (e.g. timesteps=50 for a check)")
     ap.add_argument("--out", default=None, help="also write the report to this file")

@@ -29,7 +29,7 @@ import torch
 from tabulate import tabulate
 
 from baselines.compat import isolated_recbole_config, recbole_models
-from harness import store
+from harness import cli, store
 from harness.bench import time_epochs
 from harness.data import load_dataset
 from harness.models import get_model
@@ -86,9 +86,9 @@ def recbole_epochs(epochs: int, anomaly: bool) -> tuple[float, int]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.bench_recbole",
-                                 description=__doc__.split("\n")[0])
+                                 description=cli.description(__doc__))
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    ap.add_argument("--epochs", type=int, default=3, help="timed epochs after one warm-up")
+    ap.add_argument("--epochs", type=int, default=3, help="timed epochs after one warm-up (default: 3)")
     ap.add_argument("--out", default=None, help="also write the table to this Markdown file")
     args = ap.parse_args(argv)
     if args.threads < 1 or args.epochs < 1:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-from harness import store
+from harness import cli, store
 from harness.data import DATASETS, check_dataset_name, load_dataset, target_counts
 from harness.errors import HarnessError
 from harness.evaluate import target_ranks
@@ -39,13 +39,15 @@ K = 20
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.diagnose", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="dreamrec", help=f"one of: {', '.join(sorted(MODELS))}")
-    ap.add_argument("--dataset", default="zhihu", help=f"one of: {', '.join(DATASETS)}")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap = argparse.ArgumentParser(prog="python -m harness.diagnose", description=cli.description(__doc__))
+    ap.add_argument("--model", default="dreamrec",
+                    help=f"one of: {', '.join(sorted(MODELS))} (default: dreamrec)")
+    ap.add_argument("--dataset", default="zhihu",
+                    help=f"one of: {', '.join(DATASETS)} (default: zhihu)")
+    ap.add_argument("--seed", type=int, default=0, help="the seed whose saved state to read (default: 0)")
+    ap.add_argument("--device", default="cpu", help=cli.device("cpu"))
+    ap.add_argument("--data-dir", default=None, help=cli.DATA_DIR)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=cli.SET)
     ap.add_argument("--out", default=None, help="also write the report to this file")
     args = ap.parse_args(argv)
     store.git_state()

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from harness import guidance, sampling, store
+from harness import cli, guidance, sampling, store
 from harness.data import DATASETS
 from harness.errors import HarnessError
 from harness.report import PAPER_NAMES
@@ -86,8 +86,8 @@ def plot_curves(data, stem: Path, metric_label: str = "HR@20") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.figures", description=__doc__.split("\n")[0])
-    ap.add_argument("--results-dir", default="results")
+    ap = argparse.ArgumentParser(prog="python -m harness.figures", description=cli.description(__doc__))
+    ap.add_argument("--results-dir", default="results", help=cli.RESULTS_DIR)
     args = ap.parse_args(argv)
     res = Path(args.results_dir)
     made = []

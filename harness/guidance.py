@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-from harness import store
+from harness import cli, store
 from harness.data import DATASETS, check_dataset_name, load_dataset
 from harness.errors import HarnessError
 from harness.models import get_model
@@ -174,17 +174,19 @@ def plot(data: dict[str, list[dict[str, Any]]], stem: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.guidance", description=__doc__.split("\n")[0])
-    ap.add_argument("--dataset", default="zhihu", help=f"one of: {', '.join(DATASETS)}")
+    ap = argparse.ArgumentParser(prog="python -m harness.guidance", description=cli.description(__doc__))
+    ap.add_argument("--dataset", default="zhihu",
+                    help=f"one of: {', '.join(DATASETS)} (default: zhihu)")
     ap.add_argument("--w", default="0,2,4,6,8,10", help="guidance strengths (default 0,2,4,6,8,10)")
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--first-seed", type=int, default=0)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--results-dir", default="results")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--render-only", action="store_true")
+    ap.add_argument("--seeds", type=int, default=5, help=cli.SEEDS)
+    ap.add_argument("--first-seed", type=int, default=0, help=cli.FIRST_SEED)
+    ap.add_argument("--device", default="auto", help=cli.device("auto"))
+    ap.add_argument("--threads", type=int, default=0, help=cli.THREADS)
+    ap.add_argument("--data-dir", default=None, help=cli.DATA_DIR)
+    ap.add_argument("--results-dir", default="results", help=cli.RESULTS_DIR)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=cli.SET)
+    ap.add_argument("--render-only", action="store_true",
+                    help="only render the outputs from the seed files that exist")
     args = ap.parse_args(argv)
     store.git_state()
     results_dir = Path(args.results_dir)

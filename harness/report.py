@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from harness import store
+from harness import cli, store
 from harness.stats import format_mean_std
 
 PAPER_TABLE = Path(__file__).resolve().parent / "paper" / "table1.csv"
@@ -90,8 +90,8 @@ def render(results_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__.split("\n")[0])
-    ap.add_argument("--results-dir", default="results")
+    ap = argparse.ArgumentParser(prog="python -m harness.report", description=cli.description(__doc__))
+    ap.add_argument("--results-dir", default="results", help=cli.RESULTS_DIR)
     args = ap.parse_args(argv)
     results_dir = Path(args.results_dir)
     if not (results_dir / "records").is_dir():

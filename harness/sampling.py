@@ -34,7 +34,7 @@ from tabulate import tabulate
 
 from dreamrec.model import DreamRec
 from dreamrec.schedule import SamplingPlan
-from harness import store
+from harness import cli, store
 from harness.data import DATASETS, SequenceSplits, check_dataset_name, load_dataset
 from harness.errors import HarnessError
 from harness.evaluate import evaluate
@@ -322,17 +322,18 @@ def _floats(text: str) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.sampling",
-                                 description=__doc__.split("\n")[0])
-    ap.add_argument("--dataset", default="zhihu", help=f"one of: {', '.join(DATASETS)}")
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--first-seed", type=int, default=0)
+                                 description=cli.description(__doc__))
+    ap.add_argument("--dataset", default="zhihu",
+                    help=f"one of: {', '.join(DATASETS)} (default: zhihu)")
+    ap.add_argument("--seeds", type=int, default=5, help=cli.SEEDS)
+    ap.add_argument("--first-seed", type=int, default=0, help=cli.FIRST_SEED)
     ap.add_argument("--steps", default="10,20,50,100", help="DDIM step counts k (default 10,20,50,100)")
     ap.add_argument("--eta", default="0", help="DDIM eta values (default 0: deterministic)")
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--device", default="auto", help=cli.device("auto"))
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads (default: all cores); times depend on it")
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--results-dir", default="results")
+    ap.add_argument("--data-dir", default=None, help=cli.DATA_DIR)
+    ap.add_argument("--results-dir", default="results", help=cli.RESULTS_DIR)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a setting of the DreamRec config (the trained model)")
     ap.add_argument("--render-only", action="store_true",

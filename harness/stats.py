@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.stats
+
+# scipy.stats is imported where a test runs: it takes over a second to import, and every
+# harness.run process (which only formats means) would pay it
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -32,6 +34,8 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.size < 2 or b.size < 2 or (a.var() == 0 and b.var() == 0):
         return float("nan")
+    import scipy.stats
+
     return float(scipy.stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
@@ -45,6 +49,8 @@ def wilcoxon_p(x: Sequence[float], y: Sequence[float]) -> float:
         raise ValueError(f"paired samples differ in length: {x.shape} and {y.shape}")
     if not np.any(x != y):
         return float("nan")
+    import scipy.stats
+
     return float(scipy.stats.wilcoxon(x, y, zero_method="wilcox").pvalue)
 
 

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 from tabulate import tabulate
 
+from harness import cli
 from harness.data.registry import DATASETS, load_dataset
 from harness.data.splits import SequenceSplits
 from harness.errors import HarnessError
@@ -26,10 +27,10 @@ def describe(splits: SequenceSplits) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.data", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness.data", description=cli.description(__doc__))
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("describe", help="print row/sequence/item counts of a dataset's splits")
-    p.add_argument("dataset", choices=DATASETS)
+    p.add_argument("dataset", choices=DATASETS, help="the dataset to describe")
     p.add_argument("--data-dir", default=None, help="folder holding yc/, ks/, zhihu/ (default: $HARNESS_DATA_DIR "
                    "or ../shared/data/dreamrec beside the repository)")
     p.add_argument("--cache-dir", default=None, help="npz cache folder (default: $HARNESS_CACHE_DIR or .cache/data)")

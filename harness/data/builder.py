@@ -26,12 +26,15 @@ Conventions (exactly what :func:`build_splits` does, in this order):
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from harness.data.splits import SEQ_LEN, SequenceSplits, Split, content_checksum
 from harness.errors import DataError
+
+if TYPE_CHECKING:  # pandas is imported where splits are built, not by every command
+    import pandas as pd
 
 BUILDER_VERSION = "1"  # bump when the conventions above change: it keys the dataset cache
 
@@ -58,6 +61,8 @@ def build_splits(
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
 ) -> SequenceSplits:
     """Build train/val/test rows from a log with columns ``user, item, timestamp`` (see module doc)."""
+    import pandas as pd
+
     missing = [c for c in ("user", "item", "timestamp") if c not in interactions.columns]
     if missing:
         raise DataError(
