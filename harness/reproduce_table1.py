@@ -168,7 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """The command line: 0 when the table is rendered and every run finished, 1 when a run
+    failed, 2 on bad input, 130/143 when stopped by SIGINT/SIGTERM (see harness.execute)."""
+    with execute.stop_on_signals():
+        try:
+            return command(build_parser().parse_args(argv))
+        except execute.Interrupted as e:  # outside the runs (loading data, rendering)
+            print(execute.interrupted_line(0, 0), file=sys.stderr)
+            return e.exit_code
+
+
+def command(args: argparse.Namespace) -> int:
+    """:func:`main` without its signal handling."""
     store.git_state()
     try:
         datasets = _split_names(args.datasets, DATASETS, "dataset")

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.execute import deferred
 
 SCHEMA = 1
 PROTOCOLS = ("validation", "published")
@@ -147,18 +148,23 @@ def remove_checkpoint(path: Path, results_dir: Path) -> None:
 
 
 def atomic_write(path: Path, write) -> None:
+    """Write ``path`` through ``write(fh)`` into a temp file renamed over it: a reader sees the
+    old file or the new one, never half of one. SIGINT/SIGTERM wait until the file is written
+    (:func:`harness.execute.deferred`): raised inside ``torch.save``'s writer, the interrupt
+    would come out as a RuntimeError instead."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with deferred():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
 
 def default_model_dir() -> Path:

@@ -185,8 +185,11 @@ def _load_checkpoint(path: Path | None, key: str) -> dict[str, Any] | None:
     """The checkpoint at ``path`` when it belongs to this run (same key), else None."""
     if path is None or not path.exists():
         return None
+    from harness.execute import deferred
+
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        with deferred():  # an interrupt inside torch.load would look like an unreadable file
+            saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 -- an unreadable checkpoint only costs a restart
         print(f"warning: checkpoint {path} unreadable ({type(e).__name__}); starting over",
               file=sys.stderr)

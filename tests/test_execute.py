@@ -47,3 +47,24 @@ def test_a_signal_inside_deferred_waits_until_the_block_is_written():
         assert e.value.exit_code == 143
     assert written == ["validation", "published"]
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+
+
+def test_a_signal_during_a_checkpoint_write_leaves_the_file_whole_then_stops(tmp_path):
+    """Raised inside torch.save's writer, an interrupt came out as a RuntimeError ("enforce
+    fail at inline_container.cc") and the run died with a traceback instead of stopping."""
+    import torch
+
+    from harness import store
+
+    state = {"weights": torch.arange(2_000_000, dtype=torch.float32)}
+    path = tmp_path / "seed0.pt"
+
+    def write(fh):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while torch.save runs
+        torch.save(state, fh)
+
+    with execute.stop_on_signals():
+        with pytest.raises(execute.Interrupted):
+            store.atomic_write(path, write)
+    assert torch.equal(torch.load(path, weights_only=True)["weights"], state["weights"])
+    assert [p.name for p in tmp_path.iterdir()] == ["seed0.pt"]  # no temp file left
