@@ -92,23 +92,23 @@ def set_aside(results_dir: Path, dataset: str, model: str, keep: str) -> list[tu
     move to ``variants/<their hash>/``, and records of ``keep`` kept in ``variants/<keep>/``
     move back. Returns the moves (source, destination) of JSON records; each ``.npz`` moves
     with its JSON. A destination that exists is never replaced: HarnessError, nothing moved."""
-    out_ = [(path, variant_dir(results_dir, chash) / path.relative_to(results_dir))
+    outgoing = [(path, variant_dir(results_dir, chash) / path.relative_to(results_dir))
             for path, chash in record_hashes(results_dir, dataset, model).items() if chash != keep]
-    for src, dest in out_:
+    for src, dest in outgoing:
         if dest.exists():
             raise HarnessError(f"cannot move {src} aside: {dest} exists; move one of them out "
                                f"of {results_dir} by hand")
-    leaving = {src for src, _ in out_}
+    leaving = {src for src, _ in outgoing}
     kept = variant_dir(results_dir, keep)
-    in_ = [(path, Path(results_dir) / path.relative_to(kept))
+    incoming = [(path, Path(results_dir) / path.relative_to(kept))
            for path, chash in record_hashes(kept, dataset, model).items() if chash == keep]
-    in_ = [(src, dest) for src, dest in in_ if dest in leaving or not dest.exists()]
-    for src, dest in out_ + in_:  # out first: a seed coming back takes the place freed
+    incoming = [(src, dest) for src, dest in incoming if dest in leaving or not dest.exists()]
+    for src, dest in outgoing + incoming:  # out first: a seed coming back takes the place freed
         dest.parent.mkdir(parents=True, exist_ok=True)
         if src.with_suffix(".npz").exists():
             os.replace(src.with_suffix(".npz"), dest.with_suffix(".npz"))
         os.replace(src, dest)
-    return out_ + in_
+    return outgoing + incoming
 
 
 def check_writable(folder: Path, what: str) -> None:
