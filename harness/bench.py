@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", default="zhihu",
                     help=f"one of: {', '.join(DATASETS)} (default: zhihu)")
     ap.add_argument("--data-dir", default=None, help=cli.DATA_DIR)
-    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    ap.add_argument("--device", default="cpu", help=cli.device("cpu"))
     ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts (default: 1,2)")
     ap.add_argument("--epochs", type=int, default=3,
                     help="timed epochs after one warm-up (default: 3; 0: generation only)")

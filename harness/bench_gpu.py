@@ -69,7 +69,7 @@ def concurrent_runs(n: int, dataset: str, epochs: int, device: str, sets: list[s
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.bench_gpu",
                                  description=cli.description(__doc__))
-    ap.add_argument("--device", default="cuda", help="cuda (default), cpu or auto")
+    ap.add_argument("--device", default="cuda", help=cli.device("cuda"))
     ap.add_argument("--datasets", default="zhihu,yc", help="comma-separated (default zhihu,yc)")
     ap.add_argument("--jobs", default="1,2,4,8", help="concurrent run counts (default 1,2,4,8)")
     ap.add_argument("--budget-epochs", type=int, default=10,

@@ -21,8 +21,9 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,19 @@ def interrupted_line(finished: int, resumable: int) -> str:
             f"command to continue")
 
 
+def stoppable(command: Callable[[dict[str, int]], int]) -> int:
+    """A command line's exit status: ``command(progress)`` under :func:`stop_on_signals`; when a
+    signal stops it, the one interrupted line (from ``progress``: ``finished`` and ``left``,
+    which the command keeps up to date) and 128 + the signal."""
+    progress = {"finished": 0, "left": 0}
+    with stop_on_signals():
+        try:
+            return command(progress)
+        except Interrupted as e:
+            print(interrupted_line(progress["finished"], progress["left"]), file=sys.stderr)
+            return e.exit_code
+
+
 _state = {"depth": 0, "held": None, "fired": False}
 
 
@@ -66,8 +80,6 @@ def _raise(signum: int, frame: object) -> None:
 def stop_on_signals() -> Iterator[None]:
     """SIGINT and SIGTERM raise :class:`Interrupted` (once) in the main thread while inside;
     the previous handlers are restored after. Outside the main thread this does nothing."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -171,6 +183,9 @@ class Progress:
     not_started: list[Job] = field(default_factory=list)
     signum: int | None = None
 
+    def interrupted_line(self) -> str:
+        return interrupted_line(len(self.done), len(self.stopped) + len(self.not_started))
+
 
 def _hms(seconds: float) -> str:
     s = int(round(seconds))
@@ -205,8 +220,6 @@ def run_jobs(jobs: list[Job], slots: int, desc: str = "runs") -> Progress:
         if not got:
             got.append(signum)
 
-    import threading
-
     main_thread = threading.current_thread() is threading.main_thread()
     old = ({s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
            if main_thread else {})
@@ -230,7 +243,7 @@ def run_jobs(jobs: list[Job], slots: int, desc: str = "runs") -> Progress:
                 (out.stopped if got and rc in (130, 143, 137) else out.done).append(outcome)
                 bar.update(1)
             if got:
-                _stop(running, got[0])
+                _stop(running)
                 continue
             now = time.perf_counter()
             if now - shown >= 2.0:
@@ -251,7 +264,7 @@ def run_jobs(jobs: list[Job], slots: int, desc: str = "runs") -> Progress:
     return out
 
 
-def _stop(running: dict[str, tuple[Job, float, subprocess.Popen]], signum: int) -> None:
+def _stop(running: dict[str, tuple[Job, float, subprocess.Popen]]) -> None:
     """SIGTERM to every child in progress; SIGKILL to those still there after ``GRACE_S``."""
     deadline = time.perf_counter() + GRACE_S
     for _, _, proc in running.values():

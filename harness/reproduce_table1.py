@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import execute, store, table1
+from harness import cli, execute, store, table1
 from harness.data import DATASETS, load_dataset, target_counts
 from harness.errors import HarnessError
 from harness.models import MODELS
@@ -107,15 +107,26 @@ def expected_minutes(results_dirs: list[Path], dataset: str, model: str) -> floa
     return None
 
 
-def longest_first(tasks: list[Task], results_dirs: list[Path]) -> list[Task]:
-    """Tasks in the order to start them: longest expected first (from earlier records), so the
-    short runs fill the cores at the end instead of one long run finishing alone; runs never
-    timed go first (they may be long), and ties keep the given order."""
-    cost = {}
-    for key in {(t.dataset, t.model) for t in tasks}:
-        minutes = expected_minutes(results_dirs, *key)
-        cost[key] = float("inf") if minutes is None else minutes
-    return sorted(tasks, key=lambda t: -cost[t.dataset, t.model])
+def expected_costs(tasks: list[Task],
+                   results_dirs: list[Path]) -> dict[tuple[str, str], float | None]:
+    """(dataset, model) -> :func:`expected_minutes` of each pair among ``tasks``."""
+    return {key: expected_minutes(results_dirs, *key)
+            for key in {(t.dataset, t.model) for t in tasks}}
+
+
+def longest_first(tasks: list[Task], results_dirs: list[Path],
+                  costs: dict[tuple[str, str], float | None] | None = None) -> list[Task]:
+    """Tasks in the order to start them: longest expected first (from earlier records, or
+    ``costs`` from :func:`expected_costs`), so the short runs fill the cores at the end instead
+    of one long run finishing alone; runs never timed go first (they may be long), and ties
+    keep the given order."""
+    costs = expected_costs(tasks, results_dirs) if costs is None else costs
+
+    def key(t: Task) -> float:
+        minutes = costs[t.dataset, t.model]
+        return -(float("inf") if minutes is None else minutes)
+
+    return sorted(tasks, key=key)
 
 
 def log_invocation(results_dir: Path, entry: dict) -> None:
@@ -141,10 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--models", default=None,
                     help="comma-separated (default: all registered: " + ", ".join(MODELS) + ")")
     ap.add_argument("--seeds", type=int, default=5, help="seeds per model (default: 5)")
-    ap.add_argument("--device", default="auto", help="auto (default: cuda when present), cpu or cuda")
-    ap.add_argument("--data-dir", default=None,
-                    help="folder with the authors' yc/ks/zhihu folders (default: "
-                    "$HARNESS_DATA_DIR, else ../shared/data/dreamrec)")
+    ap.add_argument("--device", default="auto", help=cli.device("auto"))
+    ap.add_argument("--data-dir", default=None, help=cli.DATA_DIR)
     ap.add_argument("--results-dir", default=None,
                     help="where records and tables go (default: results/, or results/quick/ "
                     "with --quick)")
@@ -170,16 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """The command line: 0 when the table is rendered and every run finished, 1 when a run
     failed, 2 on bad input, 130/143 when stopped by SIGINT/SIGTERM (see harness.execute)."""
-    with execute.stop_on_signals():
-        try:
-            return command(build_parser().parse_args(argv))
-        except execute.Interrupted as e:  # outside the runs (loading data, rendering)
-            print(execute.interrupted_line(0, 0), file=sys.stderr)
-            return e.exit_code
+    args = build_parser().parse_args(argv)
+    return execute.stoppable(lambda progress: command(args))
 
 
 def command(args: argparse.Namespace) -> int:
-    """:func:`main` without its signal handling."""
+    """:func:`main` without its signal handling (a signal during the runs is handled by
+    :func:`execute.run_jobs`; one outside them, loading data or rendering, by the caller)."""
     store.git_state()
     try:
         datasets = _split_names(args.datasets, DATASETS, "dataset")
@@ -241,9 +247,7 @@ def command(args: argparse.Namespace) -> int:
     if tasks and not args.render_only:
         outcome = run_tasks(tasks, args, jobs, per_model)
         if outcome.signum is not None:
-            print(execute.interrupted_line(len(outcome.done),
-                                           len(outcome.stopped) + len(outcome.not_started)),
-                  file=sys.stderr)
+            print(outcome.interrupted_line(), file=sys.stderr)
             return 128 + outcome.signum
         for o in outcome.done:
             if o.exit != 0:
@@ -295,18 +299,17 @@ def command(args: argparse.Namespace) -> int:
 def run_tasks(tasks: list[Task], args: argparse.Namespace, jobs: int,
               per_model: dict[str, list[str]]) -> execute.Progress:
     """Run ``tasks`` longest first, ``jobs`` at a time, and log the invocation."""
-    tasks = longest_first(tasks, [args.results_dir, store.REPO_ROOT / "results"])
+    earlier = [args.results_dir, store.REPO_ROOT / "results"]
+    costs = expected_costs(tasks, earlier)
+    tasks = longest_first(tasks, earlier, costs)
     cores = len(os.sched_getaffinity(0))
     threads = max(1, cores // jobs)
     log_dir = args.results_dir / "logs"
-    expected = {}
-    for key in {(t.dataset, t.model) for t in tasks}:
-        minutes = expected_minutes([args.results_dir, store.REPO_ROOT / "results"], *key)
-        expected[key] = None if minutes is None else 60 * minutes
     todo = [execute.Job(t.name, run_argv(t, args, threads,
                                          [a for kv in per_model[t.model] for a in ("--set", kv)]),
                         log_dir / f"{t.dataset}-{t.model}-seed{t.seed}.log",
-                        expected[(t.dataset, t.model)]) for t in tasks]
+                        None if costs[t.dataset, t.model] is None
+                        else 60 * costs[t.dataset, t.model]) for t in tasks]
     known = [j.expected_s for j in todo if j.expected_s is not None]
     print(f"{len(tasks)} runs to do, {jobs} at a time ({threads} CPU thread(s) each); "
           + (f"about {sum(known) / jobs / 60:.0f} min by earlier records"

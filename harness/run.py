@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-from harness import execute, store
+from harness import cli, execute, store
 from harness.data import DATASETS, SequenceSplits, check_dataset_name, load_dataset
 from harness.errors import HarnessError
 from harness.evaluate import ModelOutputError
@@ -84,15 +84,15 @@ def record_base(spec: ModelSpec, dataset: str, splits: SequenceSplits, model_cfg
 def run_seed(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, train_cfg: TrainConfig,
              seed: int, device: torch.device, protocols: list[str], base: dict[str, Any],
              paths: dict[str, Path], progress: bool, state_file: Path | None = None,
-             checkpoint: Path | None = None, results_dir: Path | None = None) -> str:
+             checkpoint: Path | None = None) -> str:
     """Train one seed and write one record per protocol; returns "ok" or "failed".
 
     ``base`` carries the run's identity and provenance, captured once when the command started
     (the git commit then is the code this process runs, whatever is committed meanwhile).
     With ``state_file`` the validation-selected model state is saved there too. With
     ``checkpoint`` the run saves its state there at each evaluation and resumes from it when
-    restarted (the file, and the folders it leaves empty up to ``results_dir/checkpoints``, are
-    removed once the records are written).
+    restarted (the file, and the folders it leaves empty, are removed once the records are
+    written).
     """
     torch.manual_seed(seed)  # model initialisation and dropout
     model = spec.build(splits.n_items, model_cfg)
@@ -110,7 +110,8 @@ def run_seed(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, train_cfg:
             for p in protocols:
                 store.write_record(paths[p], dict(common, protocol=p, status="failed",
                                                   error=str(e)), None)
-        _finish(checkpoint, results_dir)
+        if checkpoint is not None:
+            store.remove_checkpoint(checkpoint)
         return "failed"
     total = time.perf_counter() - t0
     # a signal waits until the seed's records are all written; a record already finished for
@@ -123,13 +124,9 @@ def run_seed(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, train_cfg:
         for p in protocols:
             if not store.is_done(paths[p], base["config_hash"]):
                 store.write_record(paths[p], _record(common, p, result, total), _ranks(p, result))
-    _finish(checkpoint, results_dir)
-    return "ok"
-
-
-def _finish(checkpoint: Path | None, results_dir: Path | None) -> None:
     if checkpoint is not None:
-        store.remove_checkpoint(checkpoint, results_dir or checkpoint.parent)
+        store.remove_checkpoint(checkpoint)
+    return "ok"
 
 
 def _record(common: dict[str, Any], protocol: str, r: TrainResult, total_s: float) -> dict[str, Any]:
@@ -179,13 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="validation: select on val only (default); published: also evaluate test "
                     "at every evaluation and report the best (test-selected); both: one training, "
                     "both records")
-    ap.add_argument("--device", default="auto", help="auto (default: cuda when present), cpu or cuda")
+    ap.add_argument("--device", default="auto", help=cli.device("auto"))
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: all cores; use 1 per job when jobs share "
                     "cores)")
-    ap.add_argument("--data-dir", default=None,
-                    help="folder with the authors' yc/ks/zhihu folders "
-                    "(default: $HARNESS_DATA_DIR, else ../shared/data/dreamrec)")
+    ap.add_argument("--data-dir", default=None, help=cli.DATA_DIR)
     ap.add_argument("--results-dir", default="results",
                     help="where records go (default: results/; a config other than the config "
                     "file's goes to <results-dir>/variants/<config hash>/ when the main records "
@@ -266,21 +261,16 @@ def prepare(args: argparse.Namespace) -> Prepared:
     prep = resolve(spec, args.dataset, splits, overrides, args.config, Path(args.results_dir))
     store.check_writable(prep.home, "--results-dir")
     if args.save_model:
-        store.check_writable(store.default_model_dir(), "the model folder ($HARNESS_MODEL_DIR)")
+        store.check_writable(store.default_model_dir(), "the model folder",
+                             "point $HARNESS_MODEL_DIR at a writable folder")
     return prep
 
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: 0 when every seed is recorded, 1 when one failed (NaN), 2 on bad
     input or an unwritable results folder, 130/143 when stopped by SIGINT/SIGTERM."""
-    progress = {"finished": 0, "left": 0}
-    with execute.stop_on_signals():
-        try:
-            return command(build_parser().parse_args(argv), progress)
-        except execute.Interrupted as e:
-            print(execute.interrupted_line(progress["finished"], progress["left"]),
-                  file=sys.stderr)
-            return e.exit_code
+    args = build_parser().parse_args(argv)
+    return execute.stoppable(lambda progress: command(args, progress))
 
 
 def command(args: argparse.Namespace, progress: dict[str, int] | None = None) -> int:
@@ -329,8 +319,7 @@ def command(args: argparse.Namespace, progress: dict[str, int] | None = None) ->
             status = run_seed(spec, prep.splits, prep.model_cfg, prep.train_cfg, seed, device,
                               protocols, prep.base, paths, progress=not args.no_progress,
                               state_file=state_file,
-                              checkpoint=store.checkpoint_path(home, args.dataset, spec.name, seed),
-                              results_dir=home)
+                              checkpoint=store.checkpoint_path(home, args.dataset, spec.name, seed))
         except OSError as e:  # a full disk, a folder gone read-only: the files before stay whole
             where = f" {e.filename}" if e.filename else ""
             print(f"error: cannot write{where} ({e.strerror or e}); free space or pass another "

@@ -111,9 +111,11 @@ def set_aside(results_dir: Path, dataset: str, model: str, keep: str) -> list[tu
     return outgoing + incoming
 
 
-def check_writable(folder: Path, what: str) -> None:
-    """HarnessError unless files can be created in ``folder`` (made on first use): tried in its
-    nearest existing parent, before any work starts, leaving nothing behind."""
+def check_writable(folder: Path, what: str,
+                   fix: str = "pass a writable folder with --results-dir") -> None:
+    """HarnessError (naming ``what`` and ``fix``) unless files can be created in ``folder``
+    (made on first use): tried in its nearest existing parent, before any work starts, leaving
+    nothing behind."""
     folder = Path(folder)
     probe = folder
     while not probe.exists():
@@ -128,23 +130,19 @@ def check_writable(folder: Path, what: str) -> None:
         os.unlink(tmp)
     except OSError as e:
         reason = e.strerror or str(e)
-        raise HarnessError(f"{what} {folder} is not writable ({reason}); pass a writable folder "
-                           f"with --results-dir") from None
+        raise HarnessError(f"{what} {folder} is not writable ({reason}); {fix}") from None
 
 
-def remove_checkpoint(path: Path, results_dir: Path) -> None:
-    """Remove a finished run's checkpoint and the folders it leaves empty, up to
-    ``<results>/checkpoints``."""
+def remove_checkpoint(path: Path) -> None:
+    """Remove a finished run's checkpoint (:func:`checkpoint_path`) and the folders it leaves
+    empty: ``<model>/``, ``<dataset>/`` and ``checkpoints/``."""
     path = Path(path)
     path.unlink(missing_ok=True)
-    stop = Path(results_dir) / "checkpoints"
-    folder = path.parent
-    while folder != stop.parent and stop in (folder, *folder.parents):
+    for folder in path.parents[:3]:
         try:
             folder.rmdir()
-        except OSError:
+        except OSError:  # not empty: another run's checkpoint is there
             break
-        folder = folder.parent
 
 
 def atomic_write(path: Path, write) -> None:

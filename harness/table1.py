@@ -106,7 +106,7 @@ def load_cells(results_dir: Path, protocol: str, datasets: list[str], models: li
     for dataset in datasets:
         for model in models:
             root = (homes or {}).get((dataset, model), Path(results_dir))
-            folder = Path(root) / "records" / dataset / model / protocol
+            folder = store.records_dir(root, dataset, model) / protocol
             cell = Cell(dataset, model)
             per_row: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
             for path in sorted(folder.glob("seed*.json")):
@@ -474,7 +474,7 @@ def timed_records(results_dir: Path, dataset: str, model: str) -> list[dict[str,
     """The finished validation records of ``model`` on ``dataset`` that measured their run time
     (one per seed; one training serves both protocols)."""
     recs = []
-    for path in sorted((Path(results_dir) / "records" / dataset / model / "validation").glob("seed*.json")):
+    for path in sorted((store.records_dir(results_dir, dataset, model) / "validation").glob("seed*.json")):
         rec = store.read_record(path)
         if rec and rec.get("status") == "ok" and "total_s" in rec.get("wall", {}):
             recs.append(rec)

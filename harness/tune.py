@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from harness import execute, run, store
+from harness import cli, execute, run, store
 from harness.errors import HarnessError
 from harness.models import get_model, render_config
 
@@ -81,10 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--results-dir", default="results",
                     help="trials go to <results-dir>/tuning/<dataset>/<model>/<point>/ "
                     "(default: results/)")
-    ap.add_argument("--data-dir", default=None,
-                    help="folder with the authors' yc/ks/zhihu folders (default: "
-                    "$HARNESS_DATA_DIR, else ../shared/data/dreamrec)")
-    ap.add_argument("--device", default="auto", help="auto (default: cuda when present), cpu or cuda")
+    ap.add_argument("--data-dir", default=None, help=cli.DATA_DIR)
+    ap.add_argument("--device", default="auto", help=cli.device("auto"))
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads per trial (default: the cores shared out among "
                     "--jobs)")
@@ -95,14 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    progress = {"finished": 0, "left": 0}
-    with execute.stop_on_signals():
-        try:
-            return command(argv, progress)
-        except execute.Interrupted as e:  # --jobs 1: the trial in this process was stopped
-            print(execute.interrupted_line(progress["finished"], progress["left"]),
-                  file=sys.stderr)
-            return e.exit_code
+    return execute.stoppable(lambda progress: command(argv, progress))
 
 
 def command(argv: list[str] | None, progress: dict[str, int]) -> int:
@@ -153,8 +144,7 @@ def command(argv: list[str] | None, progress: dict[str, int]) -> int:
               f"logs in {logs}/", file=sys.stderr)
         outcome = execute.run_jobs(todo, jobs, desc="grid points")
         if outcome.signum is not None:
-            print(execute.interrupted_line(len(outcome.done), len(outcome.stopped)
-                                           + len(outcome.not_started)), file=sys.stderr)
+            print(outcome.interrupted_line(), file=sys.stderr)
             return 128 + outcome.signum
         refused = [o for o in outcome.done if o.exit not in (0, 1)]
         for o in refused:
