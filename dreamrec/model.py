@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from baselines.contract import Batch, SequentialRecommender
+from kernels.ops import Dropout, NoiseBlocks, attend_at_one_position
 from dreamrec.schedule import SAMPLERS, SCHEDULES, DiffusionSchedule, SamplingPlan, sampling_plan
 
 DenoiserKind = Literal["mlp1", "mlp2"]
@@ -66,38 +67,6 @@ class DreamRecConfig:
             raise ValueError(f"eta must lie in [0, 1], got {self.eta}")
 
 
-class Dropout(nn.Module):
-    """Inverted dropout with a cheaper mask than ``nn.Dropout`` on the CPU.
-
-    ``nn.Dropout`` draws one float per element (about 1 ms per [256, 10, 64] batch on this
-    project's 2-core reference machine, the largest single cost of a DreamRec step). Here each
-    32-bit draw of torch's global generator yields two independent 15-bit uniforms, and an
-    element is dropped when its uniform is below ``round(p * 2**15)``: drop probability
-    ``round(p * 2**15) / 2**15`` (0.1 -> 0.1000061), 4-7x faster. Identity in eval mode.
-    """
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {p}")
-        self.threshold = round(p * 32768)
-        self.scale = 1.0 / (1.0 - self.threshold / 32768)
-
-    def forward(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
-        """Dropout of ``x``, times the 0/1 ``keep`` mask (broadcast to ``x``) when given.
-
-        Folding a padding mask into the dropout mask saves one product over ``x`` and its
-        gradient.
-        """
-        if not self.training or self.threshold == 0:
-            return x if keep is None else x * keep
-        n = x.numel()
-        bits = torch.empty((n + 1) // 2, dtype=torch.int32, device=x.device).random_()
-        u15 = bits.view(torch.int16)[:n].view(x.shape) & 0x7FFF  # uniform on [0, 2**15)
-        mask = (u15 >= self.threshold).to(x.dtype) * self.scale
-        return x * (mask if keep is None else mask * keep)
-
-
 def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
     """Transformer sinusoidal embedding of step indices, [N] -> [N, dim] (official formula)."""
     half = dim // 2
@@ -113,7 +82,8 @@ class SequenceEncoder(nn.Module):
     masks with the value -2^32+1, query mask, a position-wise feed-forward with its own layer
     norm, then ``ln_3``), except that attention and the feed-forward are evaluated for the one
     position that is read out: every operation after the key/value projections is position-wise,
-    so the result is identical and 10x cheaper.
+    so the result is identical and 10x cheaper; and the keys and values themselves are never
+    formed (:func:`kernels.ops.attend_at_one_position`).
     """
 
     def __init__(self, n_items: int, hidden: int, seq_len: int, dropout: float) -> None:
@@ -134,33 +104,41 @@ class SequenceEncoder(nn.Module):
         self.ff_ln = nn.LayerNorm(hidden)
         self.register_buffer("positions", torch.arange(seq_len), persistent=False)
 
-    def forward(self, history_emb: Tensor, history: Tensor, length: Tensor) -> Tensor:
-        """Item embeddings of the history [B, L, H], history [B, L], length [B] -> c [B, H]."""
+    def dropout_words(self, batch: int, length: int) -> list[int]:
+        """32-bit draws of the three dropout masks of a training batch (embeddings, attention
+        weights, feed-forward output)."""
+        H = self.ln_1.normalized_shape[0]
+        return [Dropout.words(batch * length * H), Dropout.words(batch * length),
+                Dropout.words(batch * H)]
+
+    def forward(self, history_emb: Tensor, history: Tensor, length: Tensor,
+                bits: tuple[Tensor, ...] | None = None) -> Tensor:
+        """Item embeddings of the history [B, L, H], history [B, L], length [B] -> c [B, H].
+
+        ``bits``: the dropout masks' random draws (:meth:`dropout_words`), else drawn here.
+        """
         B = history.shape[0]
+        emb_bits, attn_bits, ff_bits = bits if bits is not None else (None, None, None)
         rows = torch.arange(B, device=history.device)
         last = length - 1  # [B]
         valid = history != self.pad_id  # [B, L]
         # dropout, then padding positions zeroed (one product)
         seq = self.emb_dropout(history_emb + self.positional_embeddings.weight,
-                               keep=valid.unsqueeze(-1).to(history_emb.dtype))  # [B, L, H]
+                               keep=valid.unsqueeze(-1).to(history_emb.dtype),
+                               bits=emb_bits)  # [B, L, H]
         query = self.ln_1(seq[rows, last])  # [B, H]
-        q = self.linear_q(query)
-        # keys and values in one product: same parameters as linear_k and linear_v
-        kv = F.linear(
-            seq,
-            torch.cat((self.linear_k.weight, self.linear_v.weight)),
-            torch.cat((self.linear_k.bias, self.linear_v.bias)),
-        )
-        k, v = kv.chunk(2, dim=-1)  # [B, L, H] each
-        scores = torch.bmm(k, q.unsqueeze(-1)).squeeze(-1) / math.sqrt(q.shape[-1])  # [B, L]
         allowed = valid & (self.positions.unsqueeze(0) <= last.unsqueeze(1))  # key & causal
-        scores = scores.masked_fill(~allowed, _MASKED)
-        attn = torch.softmax(scores, dim=-1)
-        attn = attn * (query.sum(-1, keepdim=True) != 0)  # official query mask
-        attn = self.attn_dropout(attn)
-        out = torch.bmm(attn.unsqueeze(1), v).squeeze(1) + query  # [B, H], residual
+        # the official code replaces a masked key's score by -2^32+1; adding it instead gives
+        # the same weights (a real score vanishes in its rounding, and a row with no allowed
+        # key has equal scores either way: the padded rows of seq are zero)
+        bias = torch.where(allowed, 0.0, _MASKED).unsqueeze(1)  # [B, 1, L]
+        gate = (query.sum(-1, keepdim=True) != 0).to(seq.dtype)  # official query mask
+        out = attend_at_one_position(
+            seq, query, self.linear_q, self.linear_k, self.linear_v, bias, query_gate=gate,
+            attn_dropout=lambda a: self.attn_dropout(a, bits=attn_bits))
+        out = out + query  # [B, H], residual
         x = self.ln_2(out)
-        ff = self.ff_dropout(self.ff_w2(F.relu(self.ff_w1(x))))
+        ff = self.ff_dropout(self.ff_w2(F.relu(self.ff_w1(x))), bits=ff_bits)
         ff = self.ff_ln(ff + x)
         ff = ff * valid[rows, last].unsqueeze(-1)
         return self.ln_3(ff)  # [B, H]
@@ -220,17 +198,35 @@ class DreamRec(SequentialRecommender):
         return self.encoder(self.item_embeddings(history), history, length)
 
     def calculate_loss(self, batch: Batch) -> Tensor:
+        """MSE between x_0 and the denoiser's prediction from x_t, c and t.
+
+        The step's random draws come first, in two blocks: the dropout masks' bits from torch's
+        global generator (one call), then the guidance dropout, the diffusion steps and the
+        noise from the batch's generator; :meth:`loss_from` is the rest, free of random
+        operations.
+        """
         g = batch.generator
+        B, L = batch.history.shape
+        dev = batch.history.device
+        bits = None
+        if self.training and self.encoder.emb_dropout.threshold:
+            words = self.encoder.dropout_words(B, L)
+            bits = torch.empty(sum(words), dtype=torch.int32, device=dev).random_().split(words)
+        drop = torch.rand(B, 1, generator=g, device=dev) < self.config.p_uncond
+        t = torch.randint(0, self.config.timesteps, (B,), generator=g, device=dev)
+        noise = torch.randn((B, self.config.hidden_size), generator=g, device=dev)
+        return self.loss_from(batch.history, batch.length, batch.target, bits, drop, t, noise)
+
+    def loss_from(self, history: Tensor, length: Tensor, target: Tensor,
+                  bits: tuple[Tensor, ...] | None, drop: Tensor, t: Tensor,
+                  noise: Tensor) -> Tensor:
+        """The loss given the step's random draws (see :meth:`calculate_loss`)."""
         # one embedding lookup for history and target: one dense gradient instead of two
-        emb = self.item_embeddings(torch.cat((batch.history, batch.target.unsqueeze(1)), dim=1))
-        hist_emb, x0 = emb.split([batch.history.shape[1], 1], dim=1)  # split: no zero-filled grads
+        emb = self.item_embeddings(torch.cat((history, target.unsqueeze(1)), dim=1))
+        hist_emb, x0 = emb.split([history.shape[1], 1], dim=1)  # split: no zero-filled grads
         x0 = x0.squeeze(1)  # [B, H]
-        B = x0.shape[0]
-        c = self.encoder(hist_emb, batch.history, batch.length)  # [B, H]
-        drop = torch.rand(B, 1, generator=g, device=x0.device) < self.config.p_uncond
+        c = self.encoder(hist_emb, history, length, bits)  # [B, H]
         c = torch.where(drop, self.null_cond, c)  # guidance dropout with p_u
-        t = torch.randint(0, self.config.timesteps, (B,), generator=g, device=x0.device)
-        noise = torch.randn(x0.shape, generator=g, device=x0.device)
         x_t = self.schedule.add_noise(x0, noise, t)  # forward process q(x_t | x_0)
         x0_hat = self.denoiser(x_t, c, self.denoiser.step_embedding(t))
         return F.mse_loss(x0_hat, x0)
@@ -276,20 +272,10 @@ class DreamRec(SequentialRecommender):
         t_emb = self.denoiser.step_embedding(torch.arange(self.config.timesteps, device=c.device))
         pick = torch.tensor(plan.steps, device=c.device)  # [k], in sampling order
         coef_x0, coef_xt, sigma = plan.coef_x0, plan.coef_xt, plan.sigma
-        if fast and self.config.denoiser == "mlp1":
-            lin: nn.Linear = self.denoiser.net[0]
-            Wx, Wc, Wt = lin.weight.split(H, dim=1)  # each [H, H]
-            guided_c = (1 + w) * (c @ Wc.T) - w * (self.null_cond @ Wc.T)  # [B, H]
-            step_part = (t_emb @ Wt.T + lin.bias)[pick]  # [k, H]
-            WxT = Wx.T.contiguous()
-            noise = torch.empty((B, H), device=c.device)
-            for j in range(len(plan.steps)):
-                x_next = torch.addmm(step_part[j], x, WxT).add_(guided_c)  # x0_hat, then in place:
-                x_next.mul_(coef_x0[j]).add_(x, alpha=coef_xt[j])  # the step's mean
-                if sigma[j] > 0:
-                    x_next.add_(noise.normal_(generator=generator), alpha=sigma[j])
-                x = x_next
-            return x
+        n_noisy = sum(s > 0 for s in sigma)
+        if fast and self.config.denoiser == "mlp1" and all(s > 0 for s in sigma[:n_noisy]):
+            # (every plan of dreamrec.schedule draws noise at all its steps but the last ones)
+            return self._generate_mlp1(x, c, t_emb[pick], plan, w, generator)
         t_emb = t_emb[pick]
         cond = torch.cat((c, self.null_cond.expand(B, H)))  # [2B, H]
         for j in range(len(plan.steps)):
@@ -300,6 +286,57 @@ class DreamRec(SequentialRecommender):
             if sigma[j] > 0:
                 x = x + sigma[j] * torch.randn((B, H), generator=generator, device=c.device)
         return x
+
+    def _generate_mlp1(self, x: Tensor, c: Tensor, t_emb: Tensor, plan: SamplingPlan, w: float,
+                       generator: torch.Generator | None) -> Tensor:
+        """The exact fast path of :meth:`generate` for the one-layer denoiser.
+
+        ``f(x, c, t) = x W_x^T + c W_c^T + t_emb(t) W_t^T + b`` is linear, so step j's update
+        ``coef_x0 ((1+w) f(x, c, t) - w f(x, null, t)) + coef_xt x + sigma z`` is
+        ``x M_j + coef_x0 (g + s_j) + sigma_j z`` with ``M_j = coef_x0 W_x^T + coef_xt I``,
+        ``s_j = t_emb(t_j) W_t^T + b`` and the guided condition ``g = (1+w) c W_c^T - w null
+        W_c^T``. Writing ``x_j = u_j + g Q_j`` with ``Q_0 = 0`` and ``Q_{j+1} = Q_j M_j +
+        coef_x0 I`` takes g out of the chain: ``u_{j+1} = u_j M_j + coef_x0 s_j + sigma_j z``,
+        one product (its bias a row vector) and one scaled addition of noise per step, and ``x
+        = u_k + g Q_k`` at the end. Noise is drawn in blocks (:class:`kernels.ops.NoiseBlocks`:
+        the same normals, in the same order, as one draw per step), by a second thread when
+        torch has two or more threads here. The samples equal the generic path's up to float
+        rounding.
+        """
+        B, H = c.shape
+        lin: nn.Linear = self.denoiser.net[0]
+        Wx, Wc, Wt = lin.weight.split(H, dim=1)  # each [H, H]
+        dev = c.device
+        k = t_emb.shape[0]
+        cx0 = torch.tensor(plan.coef_x0, device=dev, dtype=c.dtype)
+        cxt = torch.tensor(plan.coef_xt, device=dev, dtype=c.dtype)
+        guided = (1 + w) * (c @ Wc.T) - w * (self.null_cond @ Wc.T)  # [B, H]
+        shift = cx0[:, None] * (t_emb @ Wt.T + lin.bias)  # [k, H]
+        eye = torch.eye(H, device=dev, dtype=c.dtype)
+        M = cx0[:, None, None] * Wx.T + cxt[:, None, None] * eye  # [k, H, H]
+        Q = torch.zeros_like(eye)
+        for j in range(k):  # [H, H] products: negligible beside the [B, H] chain
+            Q = torch.addmm(eye, Q, M[j], beta=plan.coef_x0[j])
+        n_noisy = sum(s > 0 for s in plan.sigma)  # the first n_noisy steps (see generate)
+        # blocks of about 1 MB, which stay in cache (one step a block unless a step's B*H normals are a multiple
+        # of 16, see NoiseBlocks)
+        block = (max(1, min(k, (1 << 18) // (B * H)))
+                 if dev.type == "cpu" and (B * H) % 16 == 0 else 1)
+        background = dev.type == "cpu" and torch.get_num_threads() > 1 and n_noisy > block
+        threads = torch.get_num_threads()
+        if background:  # the worker takes one of torch's threads
+            torch.set_num_threads(threads - 1)
+        try:
+            j = 0
+            for z in NoiseBlocks(generator, (B, H), n_noisy, block, dev, background=background):
+                for i in range(z.shape[0]):
+                    x = torch.addmm(shift[j], x, M[j]).add_(z[i], alpha=plan.sigma[j])
+                    j += 1
+            for j in range(j, k):  # the noiseless steps
+                x = torch.addmm(shift[j], x, M[j])
+        finally:
+            torch.set_num_threads(threads)
+        return torch.addmm(x, guided, Q)
 
     def full_sort_predict(
         self, history: Tensor, length: Tensor, generator: torch.Generator | None = None

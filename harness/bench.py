@@ -8,6 +8,13 @@ scoring and ranking every real item); for any other model (``--model``) it is th
 the model's ``full_sort_predict``. Examples:
 ``python -m harness.bench --dataset zhihu --threads 1,2 --samplers ddpm,ddim:50``,
 ``python -m harness.bench --model adaranker --dataset zhihu --threads 1 --epochs 1``.
+
+``--against-official DIR`` times the official DreamRec code (a checkout of
+github.com/YangZhengyi98/DreamRec the user supplies) beside the harness's DreamRec, on the same
+dataset files with the same settings, in interleaved rounds (official, then harness, for each
+thread count and round), and prints the ratios; see :mod:`harness.bench_official` for how the
+official side is timed without changing its code. Example:
+``python -m harness.bench --dataset zhihu --threads 1,2 --against-official ~/DreamRec``.
 """
 
 from __future__ import annotations
@@ -22,8 +29,9 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from harness import cli, store
+from harness import bench_official, cli, store
 from harness.data import DATASETS, check_dataset_name, load_dataset
+from harness.data.registry import default_data_dir
 from harness.errors import HarnessError
 from harness.evaluate import evaluate
 from harness.models import get_model
@@ -83,6 +91,88 @@ def parse_samplers(text: str) -> list[tuple[str, int]]:
     return out
 
 
+def check_official(args, dreamrec: bool) -> Path:
+    """The official checkout, after the checks that it can be compared here."""
+    if not dreamrec:
+        raise HarnessError(f"--against-official times the official DreamRec code; drop it for "
+                           f"--model {args.model}")
+    if args.dataset not in ("yc", "ks", "zhihu"):
+        raise HarnessError(f"--against-official needs one of the authors' datasets (yc, ks, "
+                           f"zhihu), which the official code reads; got {args.dataset}")
+    if args.epochs < 1 or args.rounds < 1:
+        raise HarnessError("--against-official needs --epochs >= 1 and --rounds >= 1")
+    return bench_official.check_checkout(args.against_official)
+
+
+def against_official(args, argv, official: Path, spec, splits, model_cfg, train_cfg, device,
+                     threads: list[int], samplers) -> int:
+    """Interleaved rounds: for each round and thread count, the official training epochs, the
+    harness's, the official val+test generation, the harness's; fastest of the rounds."""
+    data_dir = (Path(args.data_dir) if args.data_dir else default_data_dir()).resolve()
+    off_argv = bench_official.official_argv(args.dataset, model_cfg, train_cfg, 1 + args.epochs)
+    gen_argv = bench_official.official_argv(args.dataset, model_cfg, train_cfg, 1)
+    best: dict[tuple[str, int], float] = {}
+    rows_official = 0
+
+    def keep(key, value):
+        best[key] = min(best.get(key, float("inf")), value)
+
+    for r in range(args.rounds):
+        for n in threads:
+            torch.set_num_threads(n)
+            out = bench_official.measure(official, data_dir, "train", n, off_argv)
+            keep(("official epoch", n), sum(out["seconds"]) / len(out["seconds"]))
+            keep(("epoch", n), time_epochs(spec, splits, model_cfg, train_cfg, args.epochs, device))
+            out = bench_official.measure(official, data_dir, "generate", n, gen_argv)
+            keep(("official gen", n), out["seconds"][0])
+            rows_official = out["rows"]
+            torch.manual_seed(0)
+            model = spec.build(splits.n_items, model_cfg).to(device)
+            for name, k in samplers:
+                plan = model.sampling_plan(name, k)
+                keep((f"gen {name}:{k}", n), time_generation(
+                    model, splits, device, True, train_cfg.eval_batch_size, plan, 1))
+            print(f"round {r + 1}/{args.rounds}, {n} thread(s) done", file=sys.stderr, flush=True)
+    n_train = len(splits.train)
+    epoch_rows = [[n, f"{best[('official epoch', n)]:.2f}", f"{best[('epoch', n)]:.2f}",
+                   f"{best[('official epoch', n)] / best[('epoch', n)]:.1f}x"] for n in threads]
+    gen_rows = []
+    for n in threads:
+        off = best[("official gen", n)]
+        for name, k in samplers:
+            ours = best[(f"gen {name}:{k}", n)]
+            label = f"DDPM {model_cfg.timesteps} steps" if name == "ddpm" else f"DDIM {k} steps"
+            gen_rows.append([n, f"{off:.1f}", label, f"{ours:.2f}", f"{off / ours:.1f}x"])
+    cmd = " ".join(argv if argv is not None else sys.argv[1:])
+    text = (
+        f"`python -m harness.bench {cmd}` ({store.now_iso()}, commit "
+        f"{store.git_state()['commit']}, 1-minute load average {os.getloadavg()[0]:.1f})\n\n"
+        f"{spec_label(args.model, model_cfg)} on {args.dataset}, the official code "
+        f"(github.com/YangZhengyi98/DreamRec, from {official}) against the harness, same data "
+        f"files and settings (batch {train_cfg.batch_size}, lr {train_cfg.lr}, w "
+        f"{model_cfg.w}, AdamW); {os.cpu_count()} cores, {platform.machine()}, torch "
+        f"{torch.__version__}; fastest of {args.rounds} interleaved rounds.\n\n"
+        f"Training: seconds per epoch, mean of {args.epochs} epochs after a warm-up epoch. The "
+        f"official epoch is {n_train // train_cfg.batch_size} batches drawn with "
+        f"`DataFrame.sample`; the harness's is one pass over the {n_train} rows "
+        f"({-(-n_train // train_cfg.batch_size)} batches).\n\n"
+        + tabulate(epoch_rows, headers=["threads", "official epoch s", "harness epoch s",
+                                        "speed-up"], tablefmt="github")
+        + f"\n\nGeneration: seconds for one pass over val + test. The official `evaluate` "
+        f"(DDPM over all {model_cfg.timesteps} steps, batch 100, the last partial batch "
+        f"dropped: {rows_official} rows); the harness's exact mlp1 path over all "
+        f"{len(splits.val) + len(splits.test)} rows (batch {train_cfg.eval_batch_size}), "
+        f"scoring and ranking every item.\n\n"
+        + tabulate(gen_rows, headers=["threads", "official val+test s", "harness sampler",
+                                      "harness val+test s", "speed-up"], tablefmt="github")
+        + "\n"
+    )
+    print(text)
+    if args.out:
+        store.write_text(Path(args.out), text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.bench", description=cli.description(__doc__))
     ap.add_argument("--model", default="dreamrec", help="the model to time (default: dreamrec)")
@@ -99,6 +189,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="evaluation passes per setting; the fastest is reported (default: 3)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=cli.SET)
     ap.add_argument("--out", default=None, help="also write the output to this file")
+    ap.add_argument("--against-official", default=None, metavar="DIR",
+                    help="also time the official DreamRec code from this checkout of "
+                         "github.com/YangZhengyi98/DreamRec, interleaved with the harness "
+                         "(DreamRec on yc, ks or zhihu only)")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="--against-official: interleaved rounds; the fastest is kept "
+                         "(default: 2)")
     args = ap.parse_args(argv)
     store.git_state()
     try:
@@ -111,11 +208,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.samplers and not dreamrec:
             raise HarnessError(f"--samplers is DreamRec's; {args.model} is evaluated through its "
                                f"full_sort_predict (drop --samplers)")
-        samplers = parse_samplers(args.samplers or "ddpm") if dreamrec else []
+        default = "ddpm,ddim:50" if args.against_official else "ddpm"
+        samplers = parse_samplers(args.samplers or default) if dreamrec else []
+        official = None
+        if args.against_official:
+            official = check_official(args, dreamrec)
         splits = load_dataset(args.dataset, args.data_dir)
     except (HarnessError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if official is not None:
+        return against_official(args, argv, official, spec, splits, model_cfg, train_cfg,
+                                device, threads, samplers)
     n_eval = len(splits.val) + len(splits.test)
     epoch_rows, gen_rows = [], []
     for n in threads:

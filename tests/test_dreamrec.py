@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from baselines.contract import Batch
-from dreamrec.model import DreamRec, DreamRecConfig, Dropout
+from dreamrec.model import DreamRec, DreamRecConfig
+from kernels.ops import Dropout
 
 
 def make_model(n_items=30, hidden=16, timesteps=20, denoiser="mlp1", w=2.0, seed=0):
@@ -234,3 +235,31 @@ def test_config_rejects_bad_sampler_settings():
         DreamRecConfig(steps=501)
     with pytest.raises(ValueError, match=r"eta must lie in \[0, 1\]"):
         DreamRecConfig(eta=-0.1)
+
+
+def test_with_dropout_zero_the_training_loss_and_gradients_equal_the_official_formulation():
+    """The encoder at one position, keys and values never formed: same loss, same gradients."""
+    torch.manual_seed(0)
+    m = DreamRec(30, DreamRecConfig(hidden_size=16, timesteps=20, dropout=0.0)).train()
+    hist, length = rows(m.n_items)
+    target = torch.randint(0, m.n_items, (hist.shape[0],))
+    params = [p for _, p in m.named_parameters()]
+    loss = m.calculate_loss(Batch(hist, length, target,
+                                  generator=torch.Generator().manual_seed(4)))
+    ours = torch.autograd.grad(loss, params, allow_unused=True)
+    g = torch.Generator().manual_seed(4)  # the same draws, in calculate_loss's order
+    B = hist.shape[0]
+    drop = torch.rand(B, 1, generator=g) < m.config.p_uncond
+    t = torch.randint(0, m.config.timesteps, (B,), generator=g)
+    noise = torch.randn((B, 16), generator=g)
+    c = torch.where(drop, m.null_cond, official_encode(m, hist, length))
+    x0 = m.item_embeddings(target)
+    x_t = m.schedule.add_noise(x0, noise, t)
+    ref = F.mse_loss(m.denoiser(x_t, c, m.denoiser.step_embedding(t)), x0)
+    theirs = torch.autograd.grad(ref, params, allow_unused=True)
+    torch.testing.assert_close(loss, ref, rtol=1e-6, atol=1e-7)
+    for (name, _), a, b in zip(m.named_parameters(), ours, theirs):
+        if b is None:  # not reached by the official formulation either
+            assert a is None or torch.count_nonzero(a) == 0, name
+            continue
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
