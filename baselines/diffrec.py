@@ -20,6 +20,8 @@ RecBole's DiffRec reads user vectors from a stored user-item matrix; here rows c
 so the adapter replaces that lookup (``get_rating_matrix``) by the identity on the vector it is
 handed. RecBole keeps its diffusion tables and importance-sampling history as plain tensor
 attributes, which ``Module.to`` would not move; the adapter registers them as buffers. The
+denoiser's first layer runs without concatenating its input (:func:`dnn_forward`: the same
+function, without the gradient of the [B, n_items] input that autograd would compute). The
 hyper-parameters are RecBole's DiffRec.yaml defaults (``embedding_size`` is the size of the step
 embedding, not an item embedding; DiffRec has no item embeddings). ``time-aware`` (T-DiffRec)
 needs timestamps that the paper's data does not have and stays off.
@@ -36,6 +38,7 @@ from torch import Tensor
 from baselines.compat import ModelConfig, ModelDataset, recbole_models
 from baselines.contract import Batch, SequentialRecommender
 from baselines.fast import accelerate
+from kernels.ops import Dropout
 from baselines.ids import real_item_columns, to_recbole
 from harness.data import SEQ_LEN
 
@@ -93,26 +96,111 @@ def _rows_are_vectors(vectors: Tensor) -> Tensor:
     return vectors
 
 
-def update_lt_history(net: torch.nn.Module, ts: Tensor, reloss: Tensor) -> None:
-    """RecBole's ``DiffRec.update_Lt_history`` with the same result, in one host round trip.
+class _ConcatLinear(torch.autograd.Function):
+    """``F.linear(torch.cat([x, e], -1), weight, bias)`` without the concatenation.
 
-    RecBole walks the batch element by element with tensor indexing: about 4 ms per 256-row step
-    on the CPU, and on a GPU a device synchronisation per element (DiffRec made no visible
-    progress on a shared GPU). The per-step loss history is tiny ([steps, history_num_per_term]),
-    so it is updated here as Python lists, element by element in batch order as RecBole does
-    (a step's history is a FIFO of the last ``history_num_per_term`` losses), and copied back.
+    DiffRec's first layer reads ``[x_t, step embedding]``; autograd then computes the gradient of
+    the whole concatenated input ([B, n_items + 10]) to pass the step embedding its 10 columns,
+    a product as large as the layer itself. Here the step embedding's gradient is computed
+    alone, x's only when x needs one (never in DiffRec: x_t is data and noise), and the weight's
+    is written into its two column blocks directly.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, e: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        n = x.shape[-1]
+        ctx.save_for_backward(x, e, weight)
+        return torch.addmm(bias, x, weight[:, :n].T).addmm_(e, weight[:, n:].T)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, e, weight = ctx.saved_tensors
+        n = x.shape[-1]
+        gx = grad @ weight[:, :n] if ctx.needs_input_grad[0] else None
+        ge = grad @ weight[:, n:] if ctx.needs_input_grad[1] else None
+        gw = gb = None
+        if ctx.needs_input_grad[2]:
+            gw = torch.empty_like(weight)
+            gt = grad.T.contiguous()
+            torch.mm(gt, x, out=gw[:, :n])
+            torch.mm(gt, e, out=gw[:, n:])
+        if ctx.needs_input_grad[3]:
+            gb = grad.sum(0)
+        return gx, ge, gw, gb
+
+
+def dnn_forward(self, x: Tensor, timesteps: Tensor) -> Tensor:
+    """RecBole 1.2.1's ``DNN.forward`` (DiffRec's denoiser), its first layer through
+    :class:`_ConcatLinear`: same parameters, same function and gradients (tested)."""
+    from recbole.model.general_recommender.diffrec import timestep_embedding
+
+    emb = self.emb_layer(timestep_embedding(timesteps, self.time_emb_dim).to(x.device))
+    if self.norm:
+        x = torch.nn.functional.normalize(x)
+    x = self.drop(x)
+    layers = list(self.mlp_layers.mlp_layers)
+    first = next(i for i, m in enumerate(layers) if isinstance(m, torch.nn.Linear))
+    if any(not isinstance(m, Dropout) or m.threshold for m in layers[:first]):
+        return self.mlp_layers(torch.cat([x, emb], dim=-1))  # a dropout before it: as RecBole
+    lin = layers[first]
+    h = _ConcatLinear.apply(x, emb, lin.weight, lin.bias)
+    for m in layers[first + 1:]:
+        h = m(h)
+    return h
+
+
+def update_lt_history(net: torch.nn.Module, ts: Tensor, reloss: Tensor) -> None:
+    """RecBole's ``DiffRec.update_Lt_history`` with the same result, without leaving the device.
+
+    RecBole walks the batch element by element with tensor indexing: about 4 ms per 256-row
+    step on the CPU, and on a GPU a device synchronisation per element. A step's history is a
+    FIFO of its last ``history_num_per_term`` losses, oldest first; here each step's FIFO is
+    rebuilt at once: its stored entries followed by the batch's losses for that step, in batch
+    order, of which the last ``size`` are kept (tested against RecBole's loop). Fixed shapes
+    only, so nothing waits for the device.
     """
     size = net.history_num_per_term
-    hist = net.Lt_history.tolist()
-    count = net.Lt_count.tolist()
-    for t, loss in zip(ts.tolist(), reloss.detach().to(net.Lt_history.dtype).tolist()):
-        if count[t] == size:
-            hist[t] = hist[t][1:] + [loss]
-        else:
-            hist[t][count[t]] = loss
-            count[t] += 1
-    net.Lt_history.copy_(torch.tensor(hist, dtype=net.Lt_history.dtype))
-    net.Lt_count.copy_(torch.tensor(count, dtype=net.Lt_count.dtype))
+    hist, count = net.Lt_history, net.Lt_count  # [steps, size], [steps]
+    steps, B = hist.shape[0], ts.shape[0]
+    loss = reloss.detach().to(hist.dtype)
+    slots = torch.arange(size, device=hist.device)
+    # every step's candidates: its stored entries, then every loss of the batch ([steps, size + B])
+    values = torch.cat((hist, loss.expand(steps, B)), dim=1)
+    valid = torch.cat((slots < count[:, None],
+                       ts[None, :] == torch.arange(steps, device=ts.device)[:, None]), dim=1)
+    n = valid.sum(1, keepdim=True)  # [steps, 1]
+    pos = valid.cumsum(1) - 1 - (n - size).clamp(min=0)  # place in the new FIFO; < 0: dropped
+    keep = valid & (pos >= 0)
+    out = torch.cat((hist, hist.new_zeros(steps, 1)), dim=1)  # unfilled slots keep their value
+    out.scatter_(1, torch.where(keep, pos, size), values)  # column `size` takes the rest
+    hist.copy_(out[:, :size])
+    count.copy_(n.squeeze(1).clamp(max=size).to(count.dtype))
+
+
+def sample_timesteps(net: torch.nn.Module, batch_size: int, device, method: str = "uniform",
+                     uniform_prob: float = 0.001) -> tuple[Tensor, Tensor]:
+    """RecBole's ``DiffRec.sample_timesteps`` without its Python branch on device values.
+
+    RecBole samples steps uniformly until every step's loss history is full, then by
+    importance (probabilities from the histories' root mean squares, mixed with
+    ``uniform_prob``). Whether the histories are full is a device value; RecBole's ``if`` on
+    it (and an ``assert`` on the probabilities) makes the host wait for the device every step.
+    Here one multinomial draw serves both phases, with uniform probabilities until the
+    histories are full and the importance probabilities after: the same distribution of steps
+    and the same ``pt`` (1 while uniform). Once the histories are full (after the first step or
+    two) it is the very draw RecBole makes, same probabilities, same generator (tested); before
+    that, a multinomial over equal probabilities stands for RecBole's ``randint``.
+    """
+    if method != "importance":
+        return type(net).sample_timesteps(net, batch_size, device, method, uniform_prob)
+    full = (net.Lt_count == net.history_num_per_term).all()
+    lt = torch.sqrt(torch.mean(net.Lt_history ** 2, dim=-1))
+    p_imp = lt / lt.sum().clamp(min=torch.finfo(lt.dtype).tiny)
+    p_imp = p_imp * (1 - uniform_prob) + uniform_prob / len(p_imp)
+    p = torch.where(full, p_imp, torch.full_like(p_imp, 1.0 / len(p_imp)))
+    t = torch.multinomial(p, num_samples=batch_size, replacement=True)
+    pt = torch.where(full, p_imp.gather(0, t) * len(p_imp), torch.ones_like(p_imp[t]))
+    return t, pt.float()
 
 
 class DiffRec(SequentialRecommender):
@@ -128,11 +216,13 @@ class DiffRec(SequentialRecommender):
             _NoStoredHistories(n_items + 1))
         net.get_rating_matrix = _rows_are_vectors
         net.update_Lt_history = types.MethodType(update_lt_history, net)
+        net.sample_timesteps = types.MethodType(sample_timesteps, net)
         for name, value in list(vars(net).items()):
             if isinstance(value, Tensor):  # plain tensors: make Module.to() move them
                 delattr(net, name)
                 net.register_buffer(name, value)
         self.net = accelerate(net)
+        self.net.mlp.forward = types.MethodType(dnn_forward, self.net.mlp)
 
     def multi_hot(self, history: Tensor, target: Tensor | None = None) -> Tensor:
         """[B, n_items + 1] in RecBole's columns (column 0, the pad, stays 0)."""

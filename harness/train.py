@@ -25,6 +25,7 @@ from baselines.contract import Batch, SequentialRecommender
 from harness.data import SequenceSplits
 from harness.errors import HarnessError
 from harness.evaluate import Evaluation, evaluate
+from kernels.memory import reuse_freed_memory
 
 
 @dataclass
@@ -63,6 +64,24 @@ def sample_negatives(target: Tensor, n_items: int, k: int,
     draw = torch.randint(0, n_items - 1, (target.shape[0], k), generator=generator,
                          device=target.device)
     return draw + (draw >= target.unsqueeze(1)).long()
+
+
+def train_step(model: SequentialRecommender, opt: torch.optim.Optimizer, history: Tensor,
+               length: Tensor, target: Tensor, idx: Tensor, n_items: int,
+               gen: torch.Generator) -> Tensor:
+    """One optimisation step on the rows ``idx``; the batch's summed loss, on the device.
+
+    Nothing here waits for the device: no value comes back to the host, so on a GPU the steps
+    of an epoch are queued back to back (a test audits every model's step for synchronising
+    operations).
+    """
+    tg = target[idx]
+    neg = sample_negatives(tg, n_items, model.n_negatives, gen) if model.n_negatives else None
+    loss = model.calculate_loss(Batch(history[idx], length[idx], tg, neg, gen))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach() * idx.shape[0]
 
 
 @dataclass
@@ -202,9 +221,11 @@ def train(model: SequentialRecommender, splits: SequenceSplits, config: TrainCon
     """Train ``model`` on ``splits.train``, select on ``splits.val``, test once on ``splits.test``.
 
     See :func:`_train` for the arguments. With ``config.flush_denormal`` subnormal floats are
-    flushed to zero for the duration of the run (and the default restored after it).
+    flushed to zero for the duration of the run (and the default restored after it). Freed
+    memory is kept for reuse from then on (:func:`kernels.memory.reuse_freed_memory`).
     """
     torch.set_flush_denormal(config.flush_denormal)
+    reuse_freed_memory()
     try:
         return _train(model, splits, config, seed, device, **kw)
     finally:
@@ -262,7 +283,6 @@ def _train(
     length = torch.from_numpy(tr.length).to(device)
     target = torch.from_numpy(tr.target).to(device)
     n_rows, bs = len(tr), config.batch_size
-    n_neg = model.n_negatives  # drawn from ``gen``; a model without negatives draws none
 
     def run_eval(split: str, epoch: int, score_fn=None) -> Evaluation:
         model.eval()
@@ -346,15 +366,8 @@ def _train(
         perm = torch.from_numpy(rng.permutation(n_rows)).to(device)
         loss_sum = torch.zeros((), device=device)
         for start in range(0, n_rows, bs):
-            idx = perm[start:start + bs]
-            tg = target[idx]
-            neg = sample_negatives(tg, splits.n_items, n_neg, gen) if n_neg else None
-            batch = Batch(history[idx], length[idx], tg, neg, gen)
-            loss = model.calculate_loss(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach() * idx.shape[0]
+            loss_sum += train_step(model, opt, history, length, target, perm[start:start + bs],
+                                   splits.n_items, gen)
         mean_loss = float(loss_sum) / n_rows
         epoch_s = time.perf_counter() - t0
         t_train += epoch_s

@@ -312,3 +312,27 @@ def test_diffrec_loss_history_update_equals_recboles_element_by_element_loop():
         assert torch.equal(ours.Lt_history, theirs.Lt_history)
         assert torch.equal(ours.Lt_count, theirs.Lt_count)
     assert int(ours.Lt_count.min()) == 3  # every FIFO is full: the shifting branch ran
+
+
+def test_diffrec_timesteps_are_recboles_draw_once_the_histories_are_full():
+    from baselines.compat import recbole_models
+    from baselines.diffrec import sample_timesteps
+
+    torch.manual_seed(0)
+    net = DiffRec(30, DiffRecConfig()).net
+    reference = recbole_models().DiffRec.sample_timesteps
+    # histories not yet full: uniform steps, pt = 1, as RecBole's uniform branch
+    t, pt = sample_timesteps(net, 4000, "cpu", "importance")
+    assert torch.equal(pt, torch.ones(4000))
+    counts = torch.bincount(t, minlength=net.steps).float()
+    assert stats.chisquare(counts.numpy()).pvalue > 1e-4
+    # full histories: the same draw as RecBole's importance branch, from the same generator
+    with torch.no_grad():
+        net.Lt_history.copy_(torch.rand_like(net.Lt_history))
+        net.Lt_count.fill_(net.history_num_per_term)
+    torch.manual_seed(5)
+    ours = sample_timesteps(net, 64, "cpu", "importance")
+    torch.manual_seed(5)
+    theirs = reference(net, 64, "cpu", "importance")
+    assert torch.equal(ours[0], theirs[0])
+    torch.testing.assert_close(ours[1], theirs[1].float(), rtol=1e-6, atol=0)
