@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from baselines.contract import Batch, SequentialRecommender
-from kernels.ops import Dropout, NoiseBlocks, attend_at_one_position
+from kernels.ops import Dropout, Embedding, NoiseBlocks, attend_at_one_position
 from dreamrec.schedule import SAMPLERS, SCHEDULES, DiffusionSchedule, SamplingPlan, sampling_plan
 
 DenoiserKind = Literal["mlp1", "mlp2"]
@@ -183,7 +183,8 @@ class DreamRec(SequentialRecommender):
         super().__init__(n_items)
         self.config = config
         H = config.hidden_size
-        self.item_embeddings = nn.Embedding(n_items + 1, H)  # row n_items = pad
+        # row n_items = pad; gradient into a buffer kept between steps (kernels.ops.Embedding)
+        self.item_embeddings = Embedding(n_items + 1, H)
         nn.init.normal_(self.item_embeddings.weight, 0, 1)
         self.null_cond = nn.Parameter(torch.randn(H))  # the unconditional embedding
         self.encoder = SequenceEncoder(n_items, H, config.seq_len, config.dropout)

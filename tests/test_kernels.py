@@ -201,3 +201,24 @@ def test_diffrec_denoiser_equals_recboles_with_its_gradients():
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     for p, q in zip(ga, gb):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_embedding_gradient_is_nn_embeddings_step_after_step_and_added_to_an_existing_one():
+    from kernels.ops import Embedding
+
+    torch.manual_seed(0)
+    ours, ref = Embedding(20, 8), nn.Embedding(20, 8)
+    ref.weight.data.copy_(ours.weight.data)
+    assert ours.state_dict().keys() == ref.state_dict().keys()
+    for step in range(3):  # the buffer is reused: each step's gradient stands alone
+        idx = torch.randint(0, 20, (6, 5))
+        w = torch.randn(6, 5, 8)
+        for m in (ours, ref):
+            m.weight.grad = None
+            (m(idx) * w).sum().backward()
+        torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-6, atol=1e-6)
+    # a second use of the weight in the same graph: both contributions add up
+    for m in (ours, ref):
+        m.weight.grad = None
+        ((m(idx) * w).sum() + m.weight.square().sum()).backward()
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-6, atol=1e-6)
