@@ -263,3 +263,26 @@ def test_with_dropout_zero_the_training_loss_and_gradients_equal_the_official_fo
             assert a is None or torch.count_nonzero(a) == 0, name
             continue
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_fast_sampling_with_the_noise_thread_gives_the_one_thread_samples():
+    """With two torch threads the noise is drawn by a second thread: the same samples."""
+    torch.manual_seed(0)
+    m = DreamRec(30, DreamRecConfig(hidden_size=64, timesteps=50)).eval()
+    g = torch.Generator().manual_seed(2)
+    B = 128  # 128 x 64 normals a step: blocks of 32 steps, fewer than the 49 noisy ones
+    length = torch.randint(1, 11, (B,), generator=g)
+    hist = torch.randint(0, 30, (B, 10), generator=g)
+    hist[torch.arange(10)[None, :] >= length[:, None]] = 30
+    threads = torch.get_num_threads()
+    try:
+        out = {}
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            out[n] = m.generate(hist, length, torch.Generator().manual_seed(7))
+            assert torch.get_num_threads() == n  # restored after the noise thread
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(out[2], out[1], rtol=0, atol=0)
+    slow = m.generate(hist, length, torch.Generator().manual_seed(7), fast=False)
+    torch.testing.assert_close(out[2], slow, rtol=1e-4, atol=1e-4)
