@@ -75,7 +75,11 @@ def measure(official: Path, data_dir: Path, what: str, threads: int, argv: list[
     if proc.returncode != 0 or not last:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise HarnessError(f"the official code failed ({what}, {threads} threads): {tail}")
-    return json.loads(last[0])
+    out = json.loads(last[0])
+    if not out["seconds"]:
+        raise HarnessError(f"the official code printed no 'Epoch ...' lines to time ({what}); "
+                           f"is {official / 'DreamRec.py'} the official script?")
+    return out
 
 
 def _child(official: Path, data_dir: Path, what: str, threads: int, argv: list[str]) -> dict:
