@@ -134,10 +134,13 @@ def check_writable(folder: Path, what: str,
 
 
 def remove_checkpoint(path: Path) -> None:
-    """Remove a finished run's checkpoint (:func:`checkpoint_path`) and the folders it leaves
-    empty: ``<model>/``, ``<dataset>/`` and ``checkpoints/``."""
+    """Remove a finished run's checkpoint (:func:`checkpoint_path`), any half-written copy of it
+    that a killed process left (:func:`atomic_write`'s temp files; a SIGKILL cannot be held
+    off), and the folders it leaves empty: ``<model>/``, ``<dataset>/`` and ``checkpoints/``."""
     path = Path(path)
     path.unlink(missing_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     for folder in path.parents[:3]:
         try:
             folder.rmdir()

@@ -41,3 +41,18 @@ def test_config_hash_ignores_key_order_but_not_values():
 def test_unknown_protocol_is_rejected(tmp_path):
     with pytest.raises(HarnessError, match="valid: validation, published"):
         store.record_path(tmp_path, "zhihu", "dreamrec", "best", 0)
+
+
+def test_removing_a_checkpoint_takes_the_half_written_copies_a_kill_left_and_empty_folders(tmp_path):
+    from harness.store import checkpoint_path, remove_checkpoint
+
+    ckpt = checkpoint_path(tmp_path, "ml-100k", "dreamrec", 0)
+    other = checkpoint_path(tmp_path, "ml-100k", "dreamrec", 1)
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"x")
+    (ckpt.parent / f".{ckpt.name}.ab12cd.tmp").write_bytes(b"half")  # SIGKILL during a write
+    (ckpt.parent / f".{other.name}.ef34gh.tmp").write_bytes(b"half")  # another seed's: kept
+    remove_checkpoint(ckpt)
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == [f".{other.name}.ef34gh.tmp"]
+    remove_checkpoint(other)
+    assert not (tmp_path / "checkpoints").exists()
