@@ -14,7 +14,9 @@ The CPU-hours are an estimate, labelled as one: epochs per seed are the mean ``e
 the model's committed zhihu validation records (``--epochs-from``), one validation pass every
 ``eval_every`` epochs (the dataset's config) and one test pass; times five seeds. Tuning
 multiplies it by the number of grid points. Example:
-``python -m harness.bench_cost --dataset yc --before df0e6c6 --steps 300 --out results/bench/yc-cost-cpu.md``.
+``python -m harness.bench_cost --dataset yc --before df0e6c6 --steps 300 --out results/bench/yc-cost-cpu.md``;
+on a GPU machine, the prepared yc measurement is
+``python -m harness.bench_cost --dataset yc --device cuda --steps 300 --out results/bench/yc-cost-cuda.md``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ import numpy as np
 import torch
 a = json.loads(sys.argv[1])
 torch.set_num_threads(1)
+dev = torch.device(a.get("device", "cpu"))
+def sync():
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
 import harness.train as T
 from baselines.contract import Batch
 from harness.data import load_dataset
@@ -62,15 +68,15 @@ spec = get_model(a["model"])
 mc, tc = spec.configs(a["dataset"], {})
 torch.set_flush_denormal(tc.flush_denormal)
 torch.manual_seed(0)
-model = spec.build(splits.n_items, mc)
+model = spec.build(splits.n_items, mc).to(dev)
 model.train()
 model.set_epoch(model.warmup_epochs)  # the main phase (IPS: after its propensity epochs)
 opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
 tr = splits.train
-history, length, target = (torch.from_numpy(np.ascontiguousarray(x)) for x in
+history, length, target = (torch.from_numpy(np.ascontiguousarray(x)).to(dev) for x in
                            (tr.history, tr.length, tr.target))
-perm = torch.from_numpy(np.random.default_rng(0).permutation(len(tr)))
-gen = torch.Generator().manual_seed(0)
+perm = torch.from_numpy(np.random.default_rng(0).permutation(len(tr))).to(dev)
+gen = torch.Generator(dev).manual_seed(0)
 bs = tc.batch_size
 per_epoch = -(-len(tr) // bs)
 def step(i):
@@ -85,8 +91,9 @@ def step(i):
 for i in range(a["warmup"]):
     step(i)
 n = a["steps"] or per_epoch
+sync()
 t0 = time.perf_counter()
-acc = torch.zeros(())
+acc = torch.zeros((), device=dev)
 for i in range(n):
     acc += step(a["warmup"] + i)
 float(acc)
@@ -94,8 +101,9 @@ step_s = (time.perf_counter() - t0) / n
 model.eval()
 t0 = time.perf_counter()
 with torch.no_grad():
-    evaluate(model.full_sort_predict, splits.split("val"), splits.n_items, torch.device("cpu"),
-             tc.eval_batch_size, torch.Generator().manual_seed(1), mask_history=tc.mask_history)
+    evaluate(model.full_sort_predict, splits.split("val"), splits.n_items, dev,
+             tc.eval_batch_size, torch.Generator(dev).manual_seed(1), mask_history=tc.mask_history)
+sync()
 val_s = time.perf_counter() - t0
 print(json.dumps({"step_s": step_s, "steps_per_epoch": per_epoch, "timed_steps": n,
                   "val_s": val_s, "val_rows": len(splits.val), "test_rows": len(splits.test),
@@ -104,10 +112,10 @@ print(json.dumps({"step_s": step_s, "steps_per_epoch": per_epoch, "timed_steps":
 
 
 def measure(tree: Path, model: str, dataset: str, data_dir: Path, steps: int,
-            warmup: int) -> dict:
+            warmup: int, device: str = "cpu") -> dict:
     """One model's times on the code in ``tree`` (a child process, one torch thread)."""
     arg = json.dumps({"model": model, "dataset": dataset, "data_dir": str(data_dir),
-                      "steps": steps, "warmup": warmup})
+                      "steps": steps, "warmup": warmup, "device": device})
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", _CHILD, arg], cwd=tree, env=env,
                           capture_output=True, text=True)
@@ -177,14 +185,24 @@ def main(argv: list[str] | None = None) -> int:
                     help="dataset whose validation records give the epochs per seed "
                          "(default: zhihu)")
     ap.add_argument("--seeds", type=int, default=5, help="seeds in the estimate (default: 5)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu; one torch "
+                    "thread for the host either way)")
     ap.add_argument("--results", default="results", help=cli.RESULTS_DIR)
     ap.add_argument("--out", default=None, help="also write the output to this file")
     args = ap.parse_args(argv)
+    git = store.git_state()  # read now: the code as it is when the measurement starts
     try:
         check_dataset_name(args.dataset)
         models = [m.strip() for m in args.models.split(",") if m.strip()]
         for m in models:
             get_model(m)
+        if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+            raise HarnessError(f"--device takes cpu or cuda, got {args.device!r}")
+        if args.device != "cpu":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise HarnessError(f"--device {args.device}: no CUDA device here; use --device cpu")
         if args.steps < 0 or args.warmup < 0 or args.seeds < 1:
             raise HarnessError("--steps and --warmup must be >= 0, --seeds >= 1")
         data_dir = (Path(args.data_dir) if args.data_dir else default_data_dir()).resolve()
@@ -206,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             for side, tree in trees.items():
                 try:
                     times[(m, side)] = measure(tree, m, args.dataset, data_dir, args.steps,
-                                               args.warmup)
+                                               args.warmup, args.device)
                 except HarnessError as e:
                     print(f"error: {e}", file=sys.stderr)
                     return 1
@@ -239,14 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     headers += [f"epochs/seed ({args.epochs_from} records)", "CPU-h/seed (estimate)",
                 f"CPU-h, {args.seeds} seeds (estimate)"]
     cmd = " ".join(argv if argv is not None else sys.argv[1:])
-    git = store.git_state()
     timed = (f"{args.steps} timed steps after {args.warmup} warm-up steps, times the epoch's "
              f"steps" if args.steps else f"one whole epoch after {args.warmup} warm-up steps")
     text = (
         f"`python -m harness.bench_cost {cmd}` ({store.now_iso()}, commit {git['commit']}"
         f"{' (uncommitted changes)' if git.get('dirty') else ''}, 1-minute load average "
         f"{os.getloadavg()[0]:.1f})\n\n"
-        f"{args.dataset}: one torch thread, {os.cpu_count()} cores, {platform.machine()}. "
+        f"{args.dataset} on {args.device}: one torch thread, {os.cpu_count()} cores, "
+        f"{platform.machine()}. "
         f"Epoch seconds: {timed}; val seconds: one pass over the validation split with the "
         f"model's configured scoring. "
         + (f"Before: revision {args.before}; after: the working tree; interleaved model by "
@@ -254,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         + f"\n\nThe CPU-hours are an **estimate**: epochs per seed are the mean epochs_run of "
         f"the model's {args.epochs_from} validation records, with a validation pass every "
         f"eval_every epochs of the {args.dataset} config and one test pass; at the 'after' "
-        f"speed, on one thread. Tuning multiplies a row by its grid's points.\n\n"
+        f"speed, on one run at a time. Tuning multiplies a row by its grid's points.\n\n"
         + tabulate(rows, headers=headers, tablefmt="github")
         + f"\n\nTotal, {args.seeds} seeds of every row with records: {total:.1f} CPU-hours "
         f"(estimate).\n"

@@ -107,6 +107,7 @@ def test_bench_against_official_bad_input_is_one_line_and_exit_2(args, message, 
     (["--models", "sasrec,nosuch"], "nosuch"),
     (["--before", "0000000000000000000000000000000000000000"], "not a revision of this repository"),
     (["--steps", "-1"], "--steps and --warmup must be >= 0"),
+    (["--device", "tpu"], "--device takes cpu or cuda, got 'tpu'"),
 ])
 def test_bench_cost_bad_input_is_one_line_and_exit_2(args, message, capsys):
     assert bench_cost.main(["--dataset", "zhihu", *args]) == 2
