@@ -72,6 +72,23 @@ def time_evaluation(model, score_fn, splits, device, batch_size: int, repeats: i
     return best
 
 
+def header(prog: str, argv: list[str] | None) -> str:
+    """A benchmark file's first line: the command, when, which commit, how loaded the machine."""
+    git = store.git_state()
+    cmd = " ".join(argv if argv is not None else sys.argv[1:])
+    return (f"`python -m {prog} {cmd}` ({store.now_iso()}, commit {git['commit']}"
+            f"{' (uncommitted changes)' if git.get('dirty') else ''}, 1-minute load average "
+            f"{os.getloadavg()[0]:.1f})\n\n")
+
+
+def emit(text: str, out: str | None) -> int:
+    """Print a benchmark's text, and write it to ``out`` when given; exit status 0."""
+    print(text)
+    if out:
+        store.write_text(Path(out), text)
+    return 0
+
+
 def spec_label(model: str, cfg) -> str:
     """The model and the settings that set its cost."""
     if model == "dreamrec":
@@ -143,11 +160,9 @@ def against_official(args, argv, official: Path, spec, splits, model_cfg, train_
             ours = best[(f"gen {name}:{k}", n)]
             label = f"DDPM {model_cfg.timesteps} steps" if name == "ddpm" else f"DDIM {k} steps"
             gen_rows.append([n, f"{off:.1f}", label, f"{ours:.2f}", f"{off / ours:.1f}x"])
-    cmd = " ".join(argv if argv is not None else sys.argv[1:])
     text = (
-        f"`python -m harness.bench {cmd}` ({store.now_iso()}, commit "
-        f"{store.git_state()['commit']}, 1-minute load average {os.getloadavg()[0]:.1f})\n\n"
-        f"{spec_label(args.model, model_cfg)} on {args.dataset}, the official code "
+        header("harness.bench", argv)
+        + f"{spec_label(args.model, model_cfg)} on {args.dataset}, the official code "
         f"(github.com/YangZhengyi98/DreamRec, from {official}) against the harness, same data "
         f"files and settings (batch {train_cfg.batch_size}, lr {train_cfg.lr}, w "
         f"{model_cfg.w}, AdamW); {os.cpu_count()} cores, {platform.machine()}, torch "
@@ -167,10 +182,7 @@ def against_official(args, argv, official: Path, spec, splits, model_cfg, train_
                                       "harness val+test s", "speed-up"], tablefmt="github")
         + "\n"
     )
-    print(text)
-    if args.out:
-        store.write_text(Path(args.out), text)
-    return 0
+    return emit(text, args.out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,11 +251,9 @@ def main(argv: list[str] | None = None) -> int:
             for fast in (True, False):
                 row.append(f"{time_generation(model, splits, device, fast, train_cfg.eval_batch_size, plan, args.repeats):.2f}")
             gen_rows.append(row)
-    cmd = " ".join(argv if argv is not None else sys.argv[1:])
     text = (
-        f"`python -m harness.bench {cmd}` ({store.now_iso()}, commit "
-        f"{store.git_state()['commit']}, 1-minute load average {os.getloadavg()[0]:.1f})\n\n"
-        f"{spec_label(args.model, model_cfg)} on {args.dataset}: {len(splits.train)} train rows, "
+        header("harness.bench", argv)
+        + f"{spec_label(args.model, model_cfg)} on {args.dataset}: {len(splits.train)} train rows, "
         f"batch {train_cfg.batch_size}; val+test = {n_eval} rows, {splits.n_items} items; "
         f"device {device}; {os.cpu_count()} cores, {platform.machine()}, "
         f"torch {torch.__version__}.\n\n"
@@ -263,10 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"ranking all items), fastest of {args.repeats}, on the untrained model.\n\n"
                  + tabulate(gen_rows, headers=["threads", "val+test eval s"], tablefmt="github")
                  + "\n")
-    print(text)
-    if args.out:
-        store.write_text(Path(args.out), text)
-    return 0
+    return emit(text, args.out)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from harness import cli, store
+from harness.bench import emit, header
 from harness.data import DATASETS, check_dataset_name
 from harness.data.registry import REPO_ROOT, default_data_dir
 from harness.errors import HarnessError
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", default="results", help=cli.RESULTS_DIR)
     ap.add_argument("--out", default=None, help="also write the output to this file")
     args = ap.parse_args(argv)
-    git = store.git_state()  # read now: the code as it is when the measurement starts
+    store.git_state()  # read now: the code as it is when the measurement starts
     try:
         check_dataset_name(args.dataset)
         models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -256,14 +257,11 @@ def main(argv: list[str] | None = None) -> int:
                  "speed-up"] if args.before else ["epoch s", "val s"])
     headers += [f"epochs/seed ({args.epochs_from} records)", "CPU-h/seed (estimate)",
                 f"CPU-h, {args.seeds} seeds (estimate)"]
-    cmd = " ".join(argv if argv is not None else sys.argv[1:])
     timed = (f"{args.steps} timed steps after {args.warmup} warm-up steps, times the epoch's "
              f"steps" if args.steps else f"one whole epoch after {args.warmup} warm-up steps")
     text = (
-        f"`python -m harness.bench_cost {cmd}` ({store.now_iso()}, commit {git['commit']}"
-        f"{' (uncommitted changes)' if git.get('dirty') else ''}, 1-minute load average "
-        f"{os.getloadavg()[0]:.1f})\n\n"
-        f"{args.dataset} on {args.device}: one torch thread, {os.cpu_count()} cores, "
+        header("harness.bench_cost", argv)
+        + f"{args.dataset} on {args.device}: one torch thread, {os.cpu_count()} cores, "
         f"{platform.machine()}. "
         f"Epoch seconds: {timed}; val seconds: one pass over the validation split with the "
         f"model's configured scoring. "
@@ -277,10 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         + f"\n\nTotal, {args.seeds} seeds of every row with records: {total:.1f} CPU-hours "
         f"(estimate).\n"
     )
-    print(text)
-    if args.out:
-        store.write_text(Path(args.out), text)
-    return 0
+    return emit(text, args.out)
 
 
 if __name__ == "__main__":
