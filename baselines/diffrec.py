@@ -38,9 +38,9 @@ from torch import Tensor
 from baselines.compat import ModelConfig, ModelDataset, recbole_models
 from baselines.contract import Batch, SequentialRecommender
 from baselines.fast import accelerate
-from kernels.ops import Dropout
 from baselines.ids import real_item_columns, to_recbole
 from harness.data import SEQ_LEN
+from kernels.ops import Dropout
 
 TRAIN_VECTORS = ("history+target", "history")
 

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from baselines.contract import Batch, SequentialRecommender
-from kernels.ops import Dropout, Embedding, NoiseBlocks, attend_at_one_position
 from dreamrec.schedule import SAMPLERS, SCHEDULES, DiffusionSchedule, SamplingPlan, sampling_plan
+from kernels.ops import Dropout, Embedding, NoiseBlocks, attend_at_one_position
 
 DenoiserKind = Literal["mlp1", "mlp2"]
 DENOISERS: tuple[str, ...] = get_args(DenoiserKind)
@@ -276,7 +276,7 @@ class DreamRec(SequentialRecommender):
         n_noisy = sum(s > 0 for s in sigma)
         if fast and self.config.denoiser == "mlp1" and all(s > 0 for s in sigma[:n_noisy]):
             # (every plan of dreamrec.schedule draws noise at all its steps but the last ones)
-            return self._generate_mlp1(x, c, t_emb[pick], plan, w, generator)
+            return self._generate_mlp1(x, c, t_emb[pick], plan, n_noisy, w, generator)
         t_emb = t_emb[pick]
         cond = torch.cat((c, self.null_cond.expand(B, H)))  # [2B, H]
         for j in range(len(plan.steps)):
@@ -288,8 +288,8 @@ class DreamRec(SequentialRecommender):
                 x = x + sigma[j] * torch.randn((B, H), generator=generator, device=c.device)
         return x
 
-    def _generate_mlp1(self, x: Tensor, c: Tensor, t_emb: Tensor, plan: SamplingPlan, w: float,
-                       generator: torch.Generator | None) -> Tensor:
+    def _generate_mlp1(self, x: Tensor, c: Tensor, t_emb: Tensor, plan: SamplingPlan,
+                       n_noisy: int, w: float, generator: torch.Generator | None) -> Tensor:
         """The exact fast path of :meth:`generate` for the one-layer denoiser.
 
         ``f(x, c, t) = x W_x^T + c W_c^T + t_emb(t) W_t^T + b`` is linear, so step j's update
@@ -299,10 +299,10 @@ class DreamRec(SequentialRecommender):
         W_c^T``. Writing ``x_j = u_j + g Q_j`` with ``Q_0 = 0`` and ``Q_{j+1} = Q_j M_j +
         coef_x0 I`` takes g out of the chain: ``u_{j+1} = u_j M_j + coef_x0 s_j + sigma_j z``,
         one product (its bias a row vector) and one scaled addition of noise per step, and ``x
-        = u_k + g Q_k`` at the end. Noise is drawn in blocks (:class:`kernels.ops.NoiseBlocks`:
-        the same normals, in the same order, as one draw per step), by a second thread when
-        torch has two or more threads here. The samples equal the generic path's up to float
-        rounding.
+        = u_k + g Q_k`` at the end. The first ``n_noisy`` steps add noise, the rest none. Noise
+        is drawn in blocks (:class:`kernels.ops.NoiseBlocks`: the same normals, in the same
+        order, as one draw per step), by a second thread when torch has two or more threads
+        here. The samples equal the generic path's up to float rounding.
         """
         B, H = c.shape
         lin: nn.Linear = self.denoiser.net[0]
@@ -318,9 +318,8 @@ class DreamRec(SequentialRecommender):
         Q = torch.zeros_like(eye)
         for j in range(k):  # [H, H] products: negligible beside the [B, H] chain
             Q = torch.addmm(eye, Q, M[j], beta=plan.coef_x0[j])
-        n_noisy = sum(s > 0 for s in plan.sigma)  # the first n_noisy steps (see generate)
-        # blocks of about 1 MB, which stay in cache (one step a block unless a step's B*H normals are a multiple
-        # of 16, see NoiseBlocks)
+        # blocks of about 1 MB, which stay in cache (one step a block unless a step's B*H
+        # normals are a multiple of 16, see NoiseBlocks)
         block = (max(1, min(k, (1 << 18) // (B * H)))
                  if dev.type == "cpu" and (B * H) % 16 == 0 else 1)
         background = dev.type == "cpu" and torch.get_num_threads() > 1 and n_noisy > block

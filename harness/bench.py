@@ -31,7 +31,7 @@ from tabulate import tabulate
 
 from harness import bench_official, cli, store
 from harness.data import DATASETS, check_dataset_name, load_dataset
-from harness.data.registry import default_data_dir
+from harness.data.registry import AUTHORS_DATASETS, default_data_dir
 from harness.errors import HarnessError
 from harness.evaluate import evaluate
 from harness.models import get_model
@@ -113,9 +113,10 @@ def check_official(args, dreamrec: bool) -> Path:
     if not dreamrec:
         raise HarnessError(f"--against-official times the official DreamRec code; drop it for "
                            f"--model {args.model}")
-    if args.dataset not in ("yc", "ks", "zhihu"):
-        raise HarnessError(f"--against-official needs one of the authors' datasets (yc, ks, "
-                           f"zhihu), which the official code reads; got {args.dataset}")
+    if args.dataset not in AUTHORS_DATASETS:
+        raise HarnessError(f"--against-official needs one of the authors' datasets "
+                           f"({', '.join(AUTHORS_DATASETS)}), which the official code reads; "
+                           f"got {args.dataset}")
     if args.epochs < 1 or args.rounds < 1:
         raise HarnessError("--against-official needs --epochs >= 1 and --rounds >= 1")
     return bench_official.check_checkout(args.against_official)

@@ -46,7 +46,8 @@ TABLE1_MODELS = ("gru4rec", "caser", "sasrec", "ips", "adaranker", "cl4srec", "d
                  "dreamrec")
 
 # the child measures through APIs that the harness has had since its first Table 1 (so that it
-# runs on older revisions too)
+# runs on older revisions too); where the trainer's step is a function (train_step) it is used,
+# elsewhere the same body as the trainer's loop of those revisions
 _CHILD = r"""
 import json, sys, time
 import numpy as np
@@ -82,6 +83,8 @@ bs = tc.batch_size
 per_epoch = -(-len(tr) // bs)
 def step(i):
     idx = perm[(i % per_epoch) * bs:(i % per_epoch + 1) * bs]
+    if hasattr(T, "train_step"):
+        return T.train_step(model, opt, history, length, target, idx, splits.n_items, gen)
     tg = target[idx]
     neg = T.sample_negatives(tg, splits.n_items, model.n_negatives, gen) if model.n_negatives else None
     loss = model.calculate_loss(Batch(history[idx], length[idx], tg, neg, gen))

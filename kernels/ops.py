@@ -1,6 +1,7 @@
-"""Dropout from 15-bit draws, and self-attention evaluated at one query position.
+"""Dropout from 15-bit draws, self-attention at one query position, normal noise in blocks,
+and an embedding whose gradient buffer is kept between steps.
 
-Both are the same functions as their textbook forms with fewer or cheaper operations. On this
+Each is the same function as its textbook form with fewer or cheaper operations. On this
 project's 2-core reference CPU a model step of the size used here (batch 256, history 10,
 hidden 64) is bound by operator count more than arithmetic, so what is saved is kernels and
 the memory they touch, not only FLOPs.

@@ -44,14 +44,10 @@ def test_attention_at_one_position_equals_the_projected_form_with_its_gradients(
     bias = torch.where(allowed, 0.0, -10000.0)
     gate = (torch.rand(B, 1) > 0.2).float()
     params = [seq, query, *wq.parameters(), *wk.parameters(), *wv.parameters()]
-    outs = []
-    for fn in (attend_at_one_position, projected_attention):
-        kw = {"n_heads": n_heads, "query_gate": gate} if fn is attend_at_one_position else {}
-        out = fn(seq, query, wq, wk, wv, bias, **kw) if kw else fn(seq, query, wq, wk, wv, bias,
-                                                                   n_heads, gate)
-        grads = torch.autograd.grad((out * torch.linspace(-1, 1, H)).sum(), params)
-        outs.append((out, grads))
-    (a, ga), (b, gb) = outs
+    a = attend_at_one_position(seq, query, wq, wk, wv, bias, n_heads=n_heads, query_gate=gate)
+    b = projected_attention(seq, query, wq, wk, wv, bias, n_heads, gate)
+    ga, gb = (torch.autograd.grad((out * torch.linspace(-1, 1, H)).sum(), params)
+              for out in (a, b))
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     for x, y in zip(ga, gb):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
