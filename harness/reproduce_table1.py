@@ -3,7 +3,7 @@
 Runs DreamRec and every baseline over every dataset and seed (one ``harness.run`` process per
 missing seed, ``--jobs`` of them at a time), skips what is recorded, and renders
 ``results/table1.md``, ``.csv`` and ``.tex`` (validation-selected, and the published protocol
-beside it). Example::
+beside it; the LaTeX tables also as bodies to ``\\input``, ``results/table1-*body.tex``). Example::
 
     python -m harness.reproduce_table1 --datasets zhihu,ml-100k --jobs 2
 
@@ -263,21 +263,25 @@ def command(args: argparse.Namespace) -> int:
         print("nothing to run: every run of the table is recorded", file=sys.stderr)
     tables = [table1.build(args.results_dir, p, shown, models, missing_data, args.quick, homes)
               for p in protocols]
-    references, cold_rows = {}, {}
+    references, cold_rows, sequences = {}, {}, {}
     for d in shown:
         if d in loaded:
             s = loaded[d]
             references[d] = most_popular(s.train, s.test, s.n_items).metrics
             cold_rows[d] = target_counts(s.train, s.n_items)[s.test.target] == 0
-            table1.save_references(args.results_dir, d, s.checksum, references[d], cold_rows[d])
+            sequences[d] = s.test.sequence
+            table1.save_references(args.results_dir, d, s.checksum, references[d], cold_rows[d],
+                                   sequences[d])
         else:
             checksum = next((c.data_checksum for t in tables for (dd, _), c in t.cells.items()
                              if dd == d and c.data_checksum), None)
             kept = table1.load_references(args.results_dir, d, checksum)
             if kept is not None:
-                references[d], cold_rows[d] = kept
+                references[d], cold_rows[d], seq = kept
+                if seq is not None:
+                    sequences[d] = seq
     for t in tables:
-        t.references, t.cold_rows = references, cold_rows
+        t.set_data(references, cold_rows, sequences)
     for path, why in tables[0].rejected:
         print(f"warning: {path} left out of the table: {why}", file=sys.stderr)
     if not any(c.n for t in tables for c in t.cells.values()):

@@ -6,9 +6,10 @@ Pure functions of the records under ``<results>/records`` (and the paper's cells
 - A cell is one (dataset, model) under one protocol: test HR@20 and NDCG@20 over the finished
   seeds (failed runs are counted, never averaged in).
 - DreamRec is compared with each baseline per dataset x metric: Welch's t-test over the seeds'
-  means, and the Wilcoxon signed-rank test over test rows on each row's metric averaged over
-  seeds (the rows are the same for every model); both Holm-corrected across the baselines of
-  that dataset x metric.
+  means, and a paired sign-flip permutation test whose unit is the test sequence (each
+  sequence's mean over its rows of the per-row metric averaged over seeds; the rows are the
+  same for every model, and a sequence's rows are its prefixes, so they are not independent);
+  both Holm-corrected across the baselines of that dataset x metric.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from harness import store
 from harness.errors import HarnessError
 from harness.evaluate import COVERAGE_K, row_metrics
 from harness.report import PAPER_NAMES, paper_cells
-from harness.stats import holm, mean_std, relative_improvement, welch_p, wilcoxon_p
+from harness.stats import N_FLIPS, holm, mean_std, relative_improvement, sequence_sign_flip_p, welch_p
 
 METRICS = ("hr@20", "ndcg@20")
 METRIC_LABEL = {"hr@20": "HR@20", "ndcg@20": "NDCG@20"}
 PAPER_KEY = {"hr@20": "hr20", "ndcg@20": "ndcg20"}
 ALPHA = 0.05
+#: seed of the Monte-Carlo sign flips, the same for every comparison (p does not depend on order)
+PERM_SEED = 0
 OURS = "dreamrec"
 #: rows reimplemented from their papers (no public code in the DreamRec or DROS releases)
 REIMPLEMENTED = ("ips", "adaranker")
@@ -144,15 +147,16 @@ class Comparison:
     metric: str
     baseline: str
     welch_p: float
-    wilcoxon_p: float
+    seq_perm_p: float  # NaN when the test rows' sequences are not known
     welch_p_holm: float = float("nan")
-    wilcoxon_p_holm: float = float("nan")
+    seq_perm_p_holm: float = float("nan")
 
 
-def compare(cells: dict[tuple[str, str], Cell], datasets: list[str],
-            models: list[str]) -> dict[tuple[str, str, str], Comparison]:
+def compare(cells: dict[tuple[str, str], Cell], datasets: list[str], models: list[str],
+            sequences: dict[str, np.ndarray] | None = None) -> dict[tuple[str, str, str], Comparison]:
     """(dataset, metric, baseline) -> DreamRec's tests against that baseline, Holm-corrected
-    across the baselines of the dataset x metric."""
+    across the baselines of the dataset x metric. ``sequences``: dataset -> [n_test_rows] each
+    test row's sequence id; a dataset without it gets no sequence test (NaN)."""
     out: dict[tuple[str, str, str], Comparison] = {}
     for dataset in datasets:
         ours = cells.get((dataset, OURS))
@@ -165,11 +169,13 @@ def compare(cells: dict[tuple[str, str], Cell], datasets: list[str],
                 if model == OURS or base is None or base.n == 0:
                     continue
                 w = welch_p(ours.values[metric], base.values[metric])
-                x, y = ours.row_means.get(metric), base.row_means.get(metric)
-                r = wilcoxon_p(x, y) if x is not None and y is not None and x.shape == y.shape \
-                    else float("nan")
+                x, y = ours.row_means.get(metric), base.row_means.get(metric)  # [n_rows]
+                seq = (sequences or {}).get(dataset)
+                r = (sequence_sign_flip_p(x, y, seq, np.random.default_rng(PERM_SEED))
+                     if x is not None and y is not None and seq is not None
+                     and x.shape == y.shape == seq.shape else float("nan"))
                 family.append(Comparison(dataset, metric, model, w, r))
-            for attr in ("welch_p", "wilcoxon_p"):
+            for attr in ("welch_p", "seq_perm_p"):
                 for c, adj in zip(family, holm([getattr(c, attr) for c in family])):
                     setattr(c, f"{attr}_holm", adj)
             for c in family:
@@ -184,8 +190,16 @@ def best_baseline(cells: dict[tuple[str, str], Cell], dataset: str, metric: str,
 
 
 def _ranked(cells, dataset: str, metric: str, models: list[str]) -> list[str]:
+    """The models with results in the column, best first."""
     have = [m for m in models if (dataset, m) in cells and cells[(dataset, m)].n]
     return sorted(have, key=lambda m: -cells[(dataset, m)].mean(metric))
+
+
+def _placed(cells, dataset: str, metric: str, models: list[str]) -> list[str]:
+    """The column's best and second model, or [] when fewer than two models have results (one
+    model alone is not "best" of anything)."""
+    ranked = _ranked(cells, dataset, metric, models)
+    return ranked[:2] if len(ranked) > 1 else []
 
 
 @dataclass
@@ -203,6 +217,8 @@ class Table:
     references: dict[str, dict[str, float]] = field(default_factory=dict)
     #: dataset -> [n_test_rows] bool, the test rows whose target never occurs as a training target
     cold_rows: dict[str, np.ndarray] = field(default_factory=dict)
+    #: dataset -> [n_test_rows] int64, each test row's sequence (the unit of the † test)
+    sequences: dict[str, np.ndarray] = field(default_factory=dict)
     #: record files left out, with the reason (unreadable, hand-edited, ...)
     rejected: list[tuple[Path, str]] = field(default_factory=list)
 
@@ -212,13 +228,21 @@ class Table:
         return dataset in self.missing_data and not any(
             c.n or c.failed for (d, _), c in self.cells.items() if d == dataset)
 
+    def set_data(self, references: dict[str, dict[str, float]], cold_rows: dict[str, np.ndarray],
+                 sequences: dict[str, np.ndarray]) -> None:
+        """Attach what comes from the datasets' files (or their kept references) rather than the
+        records, and redo the comparisons with the test rows' sequences."""
+        self.references, self.cold_rows, self.sequences = references, cold_rows, sequences
+        self.comparisons = compare(self.cells, self.datasets, self.models, sequences)
+
     def marker(self, dataset: str, metric: str) -> str:
-        """'*' Welch and/or '†' Wilcoxon significant (Holm, alpha 0.05) against the best baseline."""
+        """'*' Welch and/or '†' sequence test significant (Holm, alpha 0.05) against the best
+        baseline."""
         best = best_baseline(self.cells, dataset, metric, self.models)
         c = self.comparisons.get((dataset, metric, best)) if best else None
         if c is None:
             return ""
-        return ("*" if c.welch_p_holm < ALPHA else "") + ("†" if c.wilcoxon_p_holm < ALPHA else "")
+        return ("*" if c.welch_p_holm < ALPHA else "") + ("†" if c.seq_perm_p_holm < ALPHA else "")
 
 
 def build(results_dir: Path, protocol: str, datasets: list[str], models: list[str],
@@ -233,7 +257,10 @@ def build(results_dir: Path, protocol: str, datasets: list[str], models: list[st
                  missing_data, quick, rejected=rejected)
 
 
-def _cell_text(t: Table, dataset: str, model: str, metric: str, bold, under) -> str:
+def _cell_text(t: Table, dataset: str, model: str, metric: str, bold, under, fmt=str,
+               mark=str) -> str:
+    """A cell's "mean ± std" (``fmt`` renders it), best of a column of two or more ``bold``,
+    second ``under``, DreamRec's significance marks through ``mark``; or why it is empty."""
     cell = t.cells.get((dataset, model))
     if (cell is None or cell.n == 0) and t.data_missing(dataset):
         return "data missing"
@@ -244,13 +271,14 @@ def _cell_text(t: Table, dataset: str, model: str, metric: str, bold, under) -> 
     most = max(c.n for c in t.cells.values())
     if 1 < cell.n < most:  # a cell still missing seeds says so
         text += f" ({cell.n} seeds)"
-    ranked = _ranked(t.cells, dataset, metric, t.models)
-    if ranked and ranked[0] == model:
+    text = fmt(text)
+    placed = _placed(t.cells, dataset, metric, t.models)
+    if placed and placed[0] == model:
         text = bold(text)
-    elif len(ranked) > 1 and ranked[1] == model:
+    elif placed and placed[1] == model:
         text = under(text)
-    if model == OURS:
-        text += t.marker(dataset, metric)
+    if model == OURS and t.marker(dataset, metric):
+        text += mark(t.marker(dataset, metric))
     return text
 
 
@@ -270,6 +298,15 @@ def _title(t: Table) -> str:
     return ("QUICK LOOK (short budget, not comparable to the paper) -- " if t.quick else "") + sel
 
 
+#: what the selection gap can and cannot show, in the notes of every table
+SELECTION_GAP_NOTE = (
+    "Selection gap (published protocol minus validation-selected): a lower bound on what "
+    "selecting on test adds. Every run here stops with validation's early stopping, and the "
+    "published protocol picks the best test evaluation among the ones that run made; the "
+    "official DreamRec code trains 1,000 epochs without stopping and reads the best test "
+    "printout of all of them.")
+
+
 def footnotes(t: Table) -> list[str]:
     seeds = sorted({c.n for c in t.cells.values() if c.n})
     devices = sorted({d for c in t.cells.values() for d in c.devices})
@@ -277,12 +314,20 @@ def footnotes(t: Table) -> list[str]:
         f"Test HR@20 and NDCG@20 in %, mean ± sample std over seeds ({', '.join(map(str, seeds)) or 'no'} "
         f"seeds per cell); full ranking over all items; {_title(t)}. Device(s): "
         f"{', '.join(devices) or '—'}. The paper's columns are its Table 1.",
-        "Bold: best of our rows in the column; underlined: second.",
+        "Bold: best of our rows in the column; underlined: second; a column with results for "
+        "fewer than two models is not ranked.",
         f"On DreamRec's cells, * marks a difference to the best baseline of the column (better "
         f"or worse: the last row gives its sign and size) with p < {ALPHA} in Welch's t-test "
-        f"over seeds, † the same in the paired Wilcoxon signed-rank test over test rows (each "
-        f"row's metric averaged over seeds), both after Holm's correction across the baselines; "
-        f"every p-value is in table1.csv.",
+        f"over seeds, † the same in a paired sign-flip permutation test whose unit is the test "
+        f"sequence (a sequence's test rows are its prefixes, not independent draws), both after "
+        f"Holm's correction across the baselines; every p-value is in table1.csv.",
+        f"The † test: per sequence, the mean over its rows of each row's metric averaged over "
+        f"seeds; the differences DreamRec minus baseline, one per sequence, in a two-sided test "
+        f"of |sum of the differences| under random signs (exact over all sign assignments when "
+        f"there are at most {N_FLIPS:,} of them, else {N_FLIPS:,} seeded random ones with p = "
+        f"(1 + hits) / (1 + {N_FLIPS:,})); a sequence with a zero difference adds nothing to "
+        f"the statistic but stays in the sample.",
+        SELECTION_GAP_NOTE,
     ]
     for d in t.datasets:
         cov = [f"{row_label(m)} {100 * np.mean(t.cells[(d, m)].values['coverage@20']):.1f}"
@@ -299,6 +344,11 @@ def footnotes(t: Table) -> list[str]:
         notes.append("‡ Reimplemented from the paper by this harness (neither the DreamRec nor "
                      "the DROS code release contains it); see baselines/ips.py and "
                      "baselines/adaranker.py for what each covers.")
+    for d in t.datasets:
+        if d not in t.sequences and any(c.dataset == d for c in t.comparisons.values()):
+            notes.append(f"{d}: no † test: its test rows' sequences come from its files or from "
+                         f"references/{d}.json, and neither is here (run python -m "
+                         f"harness.reproduce_table1 --render-only where the files are).")
     for d, why in t.missing_data.items():
         needs = [x for x, got in (("the most-popular reference", d in t.references),
                                   ("the never-trained-target split", d in t.cold_rows)) if not got]
@@ -357,47 +407,144 @@ def markdown(t: Table) -> str:
             + "\n".join(f"- {n}" for n in footnotes(t)) + "\n")
 
 
+#: characters LaTeX reads as commands, and the non-ASCII ones the tables use: everything the
+#: .tex files hold is ASCII, so they compile under any input encoding
+_TEX = {"\\": r"\textbackslash{}", "%": r"\%", "_": r"\_", "&": r"\&", "#": r"\#", "$": r"\$",
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+        "<": "$<$", ">": "$>$", "|": "$|$", "*": "$^*$", "`": "'", "/": r"/\allowbreak{}",
+        "±": r"$\pm$", "†": r"$^\dagger$", "‡": r"$^\ddagger$", "—": "---", "–": "--",
+        "−": "$-$", "×": r"$\times$", "≤": r"$\leq$", "≥": r"$\geq$", "≈": r"$\approx$",
+        "·": r"$\cdot$", "…": r"\dots{}", "’": "'", "‘": "`", "“": "``", "”": "''"}
+
+
 def _tex_escape(s: str) -> str:
-    return (s.replace("\\", r"\textbackslash{}").replace("%", r"\%").replace("_", r"\_")
-            .replace("&", r"\&").replace("#", r"\#"))
+    """``s`` as LaTeX text (see :data:`_TEX`); a slash may break a line."""
+    return "".join(_TEX.get(ch, ch) for ch in s)
 
 
-def latex(tables: list[Table]) -> str:
-    """A standalone LaTeX document holding every table (booktabs)."""
+def _tex_marks(marks: str) -> str:
+    """Significance marks ("*", "†") as one superscript."""
+    return "$^{" + marks.replace("†", r"\dagger") + "}$"
+
+
+TEX_NO_RESULT = "--"  # a cell without a result (not run, failed, data missing; table1.md says which)
+
+
+def _tex_label(model: str) -> str:
+    return _tex_escape(PAPER_NAMES.get(model, model)) + (r"$^\ddagger$" if model in REIMPLEMENTED else "")
+
+
+def _tex_tabular(datasets: list[str], rows: list[list[str]], last: list[str] | None) -> list[str]:
+    """A booktabs tabular in the paper's layout, one row per model, HR@20 and NDCG@20 under
+    each dataset, scaled down to the line width when wider (graphicx)."""
+    head = [" & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{_tex_escape(d)}}}" for d in datasets)
+            + r" \\",
+            "".join(rf"\cmidrule(lr){{{2 + 2 * i}-{3 + 2 * i}}}" for i in range(len(datasets))),
+            "Model & " + " & ".join(METRIC_LABEL[m] for _ in datasets for m in METRICS) + r" \\"]
+    lines = [r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
+             r"\begin{tabular}{l" + "c" * 2 * len(datasets) + "}", r"\toprule", *head, r"\midrule"]
+    lines += [" & ".join(r) + r" \\" for r in rows]
+    if last is not None:
+        lines += [r"\midrule", " & ".join(last) + r" \\"]
+    return lines + [r"\bottomrule", r"\end{tabular}}"]
+
+
+def _tex_header(what: str, source: str = "the records") -> list[str]:
+    return [f"% Table 1, {what}: written by python -m harness.reproduce_table1 from {source}; "
+            f"do not edit.",
+            r"% \input it inside a table environment; needs \usepackage{booktabs} and "
+            r"\usepackage{graphicx}."]
+
+
+def latex_body(t: Table) -> str:
+    """One protocol's Table 1 as a tabular to \\input into a paper: a row per model, HR@20 and
+    NDCG@20 (%) per dataset as mean ± std over seeds, best in bold and second underlined
+    (columns of two or more models), DreamRec's significance marks, and its relative difference
+    to the best baseline as the last row."""
+    rows = []
+    for model in t.models:
+        row = [_tex_label(model)]
+        for d in t.datasets:
+            for metric in METRICS:
+                cell = t.cells.get((d, model))
+                row.append(TEX_NO_RESULT if cell is None or cell.n == 0 else _cell_text(
+                    t, d, model, metric, lambda s: rf"\textbf{{{s}}}",
+                    lambda s: rf"\underline{{{s}}}", _tex_escape, _tex_marks))
+        rows.append(row)
+    last = [r"DreamRec vs.\ best baseline"]
+    for d in t.datasets:
+        for metric in METRICS:
+            best = best_baseline(t.cells, d, metric, t.models)
+            ours = t.cells.get((d, OURS))
+            if best is None or ours is None or ours.n == 0:
+                last.append(TEX_NO_RESULT)
+            else:
+                rel = relative_improvement(ours.mean(metric), t.cells[(d, best)].mean(metric))
+                last.append(rf"${100 * rel:+.1f}$\,\%")
+    what = ("validation-selected" if t.protocol == "validation" else
+            "published protocol (test-selected)")
+    return "\n".join(_tex_header(what) + _tex_tabular(t.datasets, rows, last)) + "\n"
+
+
+PAPER_SOURCE = "harness/paper/table1.csv (the paper's Table 1)"
+
+
+def latex_paper_body(t: Table) -> str:
+    """The paper's own Table 1 cells in the same layout (its datasets and models among ``t``'s),
+    for the reader to set beside :func:`latex_body`."""
     paper = paper_cells()
-    parts = [r"\documentclass{article}", r"\usepackage[margin=1cm,landscape]{geometry}",
-             r"\usepackage{booktabs}", r"\usepackage[utf8]{inputenc}",
-             r"\usepackage{textcomp}", r"\begin{document}", r"\scriptsize"]
+    datasets = [d for d in t.datasets if any((PAPER_NAMES.get(m, m), d) in paper for m in t.models)]
+    if not datasets:
+        return "\n".join(_tex_header("the paper's cells", PAPER_SOURCE)
+                         + ["% none: the paper's Table 1 has none of these datasets"]) + "\n"
+    rows = []
+    for model in t.models:
+        if not any((PAPER_NAMES.get(model, model), d) in paper for d in datasets):
+            continue
+        rows.append([_tex_escape(PAPER_NAMES.get(model, model))] + [  # the paper's rows: no ‡
+            _tex_escape(_paper_text(d, model, metric, paper)).replace("---", TEX_NO_RESULT)
+            for d in datasets for metric in METRICS])
+    return "\n".join(_tex_header("the paper's cells", PAPER_SOURCE)
+                     + _tex_tabular(datasets, rows, None)) + "\n"
+
+
+def _body_name(stem: str, protocol: str) -> str:
+    return f"{stem}-{'' if protocol == 'validation' else protocol + '-'}body.tex"
+
+
+def latex_bodies(tables: list[Table], stem: str = "table1") -> dict[str, str]:
+    """File name -> body: ``<stem>-body.tex`` (validation-selected), ``<stem>-published-body.tex``
+    and ``<stem>-paper-body.tex``, for the protocols in ``tables``."""
+    out = {_body_name(stem, t.protocol): latex_body(t) for t in tables}
+    out[f"{stem}-paper-body.tex"] = latex_paper_body(tables[0])
+    return out
+
+
+def latex(tables: list[Table], stem: str = "table1") -> str:
+    """A standalone LaTeX document with every body of :func:`latex_bodies` (the same text, so it
+    compiles from any folder) in a table float with its caption, and the notes below each."""
+    bodies = latex_bodies(tables, stem)
+    parts = [r"\documentclass{article}", r"\usepackage[a4paper,margin=2cm]{geometry}",
+             r"\usepackage{booktabs}", r"\usepackage{graphicx}",
+             r"\renewcommand{\labelitemi}{$\bullet$}",  # the text bullet is a bitmap without cm-super
+             r"\begin{document}", r"\sloppy"]
     for t in tables:
-        parts += [r"\begin{table}[h]", r"\centering",
-                  rf"\caption{{{_tex_escape(_title(t))}}}",
-                  r"\begin{tabular}{l" + "rr" * 2 * len(t.datasets) + "}", r"\toprule"]
-        parts.append(" & ".join(["Model"] + [rf"\multicolumn{{4}}{{c}}{{{_tex_escape(d)}}}"
-                                             for d in t.datasets]) + r" \\")
-        sub = ["model"]
-        for _ in t.datasets:
-            sub += ["HR@20", "paper", "NDCG@20", "paper"]
-        parts.append(" & ".join(sub) + r" \\ \midrule")
-        for model in t.models:
-            row = [_tex_escape(row_label(model)).replace("‡", r"$^\ddagger$")]
-            for d in t.datasets:
-                for metric in METRICS:
-                    text = _cell_text(t, d, model, metric, lambda s: f"@B{s}@E", lambda s: f"@U{s}@E")
-                    text = (_tex_escape(text).replace("±", r"$\pm$").replace("†", r"$^\dagger$")
-                            .replace("*", r"$^*$"))
-                    text = text.replace("@B", r"\textbf{").replace("@U", r"\underline{").replace("@E", "}")
-                    row += [text, _tex_escape(_paper_text(d, model, metric, paper)).replace("±", r"$\pm$")]
-            parts.append(" & ".join(row) + r" \\")
-        imp = _improvement_row(t)
-        parts.append(r"\midrule")
-        parts.append(" & ".join(_tex_escape(c) for c in imp) + r" \\")
-        parts += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-        notes = [(_tex_escape(n).replace("±", r"$\pm$").replace("†", r"$^\dagger$")
-                  .replace("*", r"$^*$")) for n in footnotes(t)]
-        parts += [r"\begin{itemize}"] + [rf"\item {n}" for n in notes] + [r"\end{itemize}"]
-        parts.append(r"\bigskip")
-    parts.append(r"\end{document}")
-    return "\n".join(parts) + "\n"
+        name = _body_name(stem, t.protocol)
+        notes = footnotes(t) + [
+            "--: no result (not run, failed, or the dataset's files missing; table1.md says "
+            "which). Last row: DreamRec's relative difference to the best baseline of the column "
+            "(the best-ranked row other than DreamRec)."]
+        title = _title(t)[0].upper() + _title(t)[1:]
+        parts += [r"\begin{table}[!ht]", r"\centering", rf"\caption{{{_tex_escape(title)}}}",
+                  bodies[name].rstrip("\n"), r"\end{table}",
+                  r"\begin{itemize}\footnotesize\setlength{\itemsep}{0pt}"]
+        parts += [rf"\item {_tex_escape(n)}" for n in notes] + [r"\end{itemize}", r"\clearpage"]
+    paper = bodies[f"{stem}-paper-body.tex"]
+    if r"\begin{tabular}" in paper:
+        parts += [r"\begin{table}[!ht]", r"\centering",
+                  r"\caption{The paper's Table 1 (HR@20 and NDCG@20 in \%, mean $\pm$ std as "
+                  r"published), for comparison}", paper.rstrip("\n"), r"\end{table}"]
+    return "\n".join(parts + [r"\end{document}"]) + "\n"
 
 
 def csv_text(tables: list[Table]) -> str:
@@ -405,7 +552,7 @@ def csv_text(tables: list[Table]) -> str:
     paper = paper_cells()
     fields = ["protocol", "quick", "dataset", "model", "metric", "seeds", "failed", "mean_pct",
               "std_pct", "paper_mean_pct", "paper_std_pct", "rank", "welch_p", "welch_p_holm",
-              "wilcoxon_p", "wilcoxon_p_holm", "best_baseline", "rel_improvement_vs_best_baseline",
+              "seq_perm_p", "seq_perm_p_holm", "best_baseline", "rel_improvement_vs_best_baseline",
               "coverage20_pct", "note"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields)
@@ -430,13 +577,14 @@ def csv_text(tables: list[Table]) -> str:
                     if cell is not None and cell.n:
                         m, s = mean_std(np.asarray(cell.values[metric]) * 100)
                         row.update(seeds=cell.n, failed=cell.failed, mean_pct=f"{m:.4f}",
-                                   std_pct=f"{s:.4f}", rank=ranked.index(model) + 1)
+                                   std_pct=f"{s:.4f}",
+                                   rank=ranked.index(model) + 1 if len(ranked) > 1 else "")
                         if "coverage@20" in cell.values:
                             row["coverage20_pct"] = f"{100 * np.mean(cell.values['coverage@20']):.2f}"
                     c = t.comparisons.get((d, metric, model))
                     if c is not None:
                         row.update(welch_p=c.welch_p, welch_p_holm=c.welch_p_holm,
-                                   wilcoxon_p=c.wilcoxon_p, wilcoxon_p_holm=c.wilcoxon_p_holm)
+                                   seq_perm_p=c.seq_perm_p, seq_perm_p_holm=c.seq_perm_p_holm)
                     if model == OURS and best and cell is not None and cell.n:
                         row["best_baseline"] = best
                         row["rel_improvement_vs_best_baseline"] = relative_improvement(
@@ -544,12 +692,12 @@ def _p_text(p: float) -> str:
 def _significance(c: Comparison | None) -> str:
     if c is None:
         return "not tested"
-    welch, wil = c.welch_p_holm < ALPHA, c.wilcoxon_p_holm < ALPHA
-    verdict = ("significant in both tests" if welch and wil else
+    welch, seq = c.welch_p_holm < ALPHA, c.seq_perm_p_holm < ALPHA
+    verdict = ("significant in both tests" if welch and seq else
                "significant in Welch's test only" if welch else
-               "significant in the Wilcoxon test only" if wil else "not significant in either test")
-    return (f"{verdict} (Holm-corrected p: Welch {_p_text(c.welch_p_holm)}, "
-            f"Wilcoxon {_p_text(c.wilcoxon_p_holm)})")
+               "significant in the sequence test only" if seq else "not significant in either test")
+    return (f"{verdict} (Holm-corrected p: Welch over seeds {_p_text(c.welch_p_holm)}, "
+            f"sign flips over test sequences {_p_text(c.seq_perm_p_holm)})")
 
 
 def cold_rows_text(t: Table, dataset: str, models: list[str]) -> str:
@@ -573,10 +721,11 @@ def cold_rows_text(t: Table, dataset: str, models: list[str]) -> str:
 
 
 def reading(tables: list[Table]) -> str:
-    """What the table says, computed from the records: per dataset the ranking, DreamRec against
-    the best baseline with both tests, top-20 lists that are nearly one list for every row, how
-    far each cell is from the paper's, and the selection gap (published minus
-    validation-selected). Nothing here is typed in by hand: it changes when the records do."""
+    """What the table says, computed from the records: per dataset the ranking (of two or more
+    models), DreamRec against the best baseline with both tests, top-20 lists that are nearly one
+    list for every row, how far each cell is from the paper's, and the selection gap (published
+    minus validation-selected, a lower bound). Nothing here is typed in by hand: it changes when
+    the records do."""
     val = next((t for t in tables if t.protocol == "validation"), tables[0])
     pub = next((t for t in tables if t.protocol == "published"), None)
     paper = paper_cells()
@@ -587,8 +736,12 @@ def reading(tables: list[Table]) -> str:
             continue
         def pct(m: str, metric: str = "hr@20", t: Table = val) -> float:
             return 100 * t.cells[(d, m)].mean(metric)
-        out.append(f"- **{d}**, validation-selected test HR@20 %, best first: "
-                   + ", ".join(f"{row_label(m)} {pct(m):.2f}" for m in ranked) + ".")
+        if len(ranked) > 1:
+            out.append(f"- **{d}**, validation-selected test HR@20 %, best first: "
+                       + ", ".join(f"{row_label(m)} {pct(m):.2f}" for m in ranked) + ".")
+        else:
+            out.append(f"- **{d}**, validation-selected test HR@20 %: {row_label(ranked[0])} "
+                       f"{pct(ranked[0]):.2f}, the only model with results here (not ranked).")
         if OURS in ranked and len(ranked) > 1:
             parts = []
             for metric in METRICS:
@@ -615,11 +768,12 @@ def reading(tables: list[Table]) -> str:
         ref = val.references.get(d)
         if ref:
             below = [row_label(m) for m in ranked if pct(m) < 100 * ref["hr@20"]]
+            where = (f"; below it in HR@20: {', '.join(below)}." if below and len(ranked) > 1 else
+                     "; every model is above it in HR@20." if len(ranked) > 1 else
+                     f"; {row_label(ranked[0])} is {'below' if below else 'above'} it in HR@20.")
             out.append(f"  A most-popular list (one list for every row, items by their count as "
                        f"training targets; no training, no seed) scores HR@20 "
-                       f"{100 * ref['hr@20']:.2f}, NDCG@20 {100 * ref['ndcg@20']:.2f}"
-                       + (f"; below it in HR@20: {', '.join(below)}." if below
-                          else "; every model is above it in HR@20."))
+                       f"{100 * ref['hr@20']:.2f}, NDCG@20 {100 * ref['ndcg@20']:.2f}" + where)
         diffs = [f"{row_label(m)} {pct(m) - paper[(PAPER_NAMES.get(m, m), d)]['hr20_mean']:+.2f}"
                  for m in ranked if (PAPER_NAMES.get(m, m), d) in paper]
         if diffs:
@@ -632,13 +786,16 @@ def reading(tables: list[Table]) -> str:
             gaps = [f"{row_label(m)} {pct(m, t=pub) - pct(m):+.2f}" for m in ranked
                     if (d, m) in pub.cells and pub.cells[(d, m)].n]
             if gaps:
-                out.append(f"  Selection gap, published minus validation-selected HR@20 points: "
+                out.append(f"  Selection gap, published minus validation-selected HR@20 points "
+                           f"(a lower bound: these runs stop early on validation, the official "
+                           f"code reads the best test printout of 1,000 epochs): "
                            f"{', '.join(gaps)}.")
     return "\n".join(out) + ("\n" if out else "")
 
 
 #: per dataset, what the table needs from the data besides the records (the most-popular
-#: reference and the never-trained-target rows), kept so a table renders without the data
+#: reference, the never-trained-target rows and each test row's sequence), kept so a table
+#: renders without the data
 REFERENCES = "references"
 
 
@@ -647,26 +804,34 @@ def reference_path(results_dir: Path, dataset: str) -> Path:
 
 
 def save_references(results_dir: Path, dataset: str, checksum: str, popular: dict[str, float],
-                    cold: np.ndarray) -> None:
-    """Keep ``dataset``'s most-popular test metrics and its never-trained-target test rows
-    ([n_test_rows] bool) for renderings without the data; the file is rewritten only when its
-    content changes."""
+                    cold: np.ndarray, sequence: np.ndarray) -> None:
+    """Keep ``dataset``'s most-popular test metrics, its never-trained-target test rows
+    ([n_test_rows] bool) and each test row's sequence ([n_test_rows] int, 0-based, a sequence's
+    rows consecutive: kept as the number of rows of each sequence) for renderings without the
+    data; the file is rewritten only when its content changes."""
+    sequence = np.asarray(sequence, dtype=np.int64)
+    if sequence.size and not (sequence[0] == 0 and np.all(np.isin(np.diff(sequence), (0, 1)))):
+        raise ValueError(f"{dataset}: test sequence ids are not 0, 1, ... with each sequence's "
+                         f"rows together; load the split with harness.data.load_dataset")
     payload = {"dataset": dataset, "data_checksum": checksum,
                "written_by": "python -m harness.reproduce_table1 (from the dataset's files)",
                "most_popular_test": {k: float(v) for k, v in sorted(popular.items())},
                "cold_test_rows": {"n": int(cold.size),
                                   "packed_bits_base64": base64.b64encode(
-                                      np.packbits(cold.astype(bool)).tobytes()).decode()}}
+                                      np.packbits(cold.astype(bool)).tobytes()).decode()},
+               "test_sequences": {"n_rows": int(sequence.size),
+                                  "rows_per_sequence": " ".join(map(str, np.bincount(sequence)))}}
     text = json.dumps(payload, indent=1) + "\n"
     path = reference_path(results_dir, dataset)
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         store.write_text(path, text)
 
 
-def load_references(results_dir: Path, dataset: str,
-                    checksum: str | None) -> tuple[dict[str, float], np.ndarray] | None:
-    """What :func:`save_references` kept for ``dataset``, when it was computed from the data
-    whose content checksum is ``checksum`` (that of the records); else None."""
+def load_references(results_dir: Path, dataset: str, checksum: str | None
+                    ) -> tuple[dict[str, float], np.ndarray, np.ndarray | None] | None:
+    """What :func:`save_references` kept for ``dataset`` (most-popular metrics, never-trained-
+    target rows, test sequence ids or None when the file predates them), when it was computed
+    from the data whose content checksum is ``checksum`` (that of the records); else None."""
     obj = store.read_json(reference_path(results_dir, dataset))
     if not obj or checksum is None or obj.get("data_checksum") != checksum:
         return None
@@ -674,9 +839,18 @@ def load_references(results_dir: Path, dataset: str,
         bits = obj["cold_test_rows"]
         cold = np.unpackbits(np.frombuffer(base64.b64decode(bits["packed_bits_base64"]),
                                            dtype=np.uint8))[:bits["n"]].astype(bool)
-        return {k: float(v) for k, v in obj["most_popular_test"].items()}, cold
+        popular = {k: float(v) for k, v in obj["most_popular_test"].items()}
     except (KeyError, TypeError, ValueError):
         return None
+    sequence = None
+    try:
+        seqs = obj["test_sequences"]
+        sizes = np.array(seqs["rows_per_sequence"].split(), dtype=np.int64)
+        if sizes.sum() == seqs["n_rows"] == cold.size and np.all(sizes > 0):
+            sequence = np.repeat(np.arange(sizes.size, dtype=np.int64), sizes)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pass
+    return popular, cold, sequence
 
 
 README_BEGIN = "<!-- table1:begin (written by python -m harness.reproduce_table1 --readme README.md) -->"
@@ -709,8 +883,8 @@ def update_readme(path: Path, tables: list[Table]) -> None:
 
 
 def write(results_dir: Path, tables: list[Table], stem: str = "table1") -> dict[str, str]:
-    """Write ``<stem>.md``, ``.csv`` and ``.tex`` under ``results_dir`` atomically; returns the
-    texts."""
+    """Write ``<stem>.md``, ``.csv``, ``.tex`` and the LaTeX bodies of :func:`latex_bodies` under
+    ``results_dir`` atomically; returns the texts of the first three."""
     md = [f"# Table 1{' (QUICK LOOK)' if tables[0].quick else ''}", "",
           "Produced by `python -m harness.reproduce_table1` from the records under `records/`; "
           "do not edit.", ""]
@@ -725,7 +899,9 @@ def write(results_dir: Path, tables: list[Table], stem: str = "table1") -> dict[
         md += ["## Run time", "", "Minutes per run as each record measured it (training and every "
                "evaluation, one torch thread per run unless the record says otherwise; other jobs "
                "on the machine slow them).", "", run_time]
-    texts = {"md": "\n".join(md), "csv": csv_text(tables), "tex": latex(tables)}
+    texts = {"md": "\n".join(md), "csv": csv_text(tables), "tex": latex(tables, stem)}
     for ext, text in texts.items():
         store.write_text(Path(results_dir) / f"{stem}.{ext}", text)
+    for name, text in latex_bodies(tables, stem).items():
+        store.write_text(Path(results_dir) / name, text)
     return texts

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.data import SEQ_LEN, Split, build_splits, load_dataset, pickles, registry
+from harness.data import SEQ_LEN, Split, build_splits, load_dataset, pickles, prefix_sequences, registry
 from harness.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,6 +150,52 @@ def test_protocol_violations(tmp_path: Path, row: dict, rule: str) -> None:
     assert rule in msg and "test_data.df" in msg and "1 of 3 rows" in msg and "\n" not in msg
 
 
+def two_sequences() -> pd.DataFrame:
+    """The toy sequence [2, 4, 0] followed by the sequence [1, 3]: five rows, two sequences."""
+    second = pd.DataFrame({"seq": [[P] * 10, [1] + [P] * 9], "len_seq": [1, 1], "next": [1, 3]})
+    return pd.concat([toy_frame(), second], ignore_index=True)
+
+
+def test_authors_rows_carry_their_sequence() -> None:
+    s = pickles.split_from_frame(two_sequences(), P, Path("test_data.df"))
+    np.testing.assert_array_equal(s.sequence, [0, 0, 0, 1, 1])
+    assert s.sequence.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    "rows, first",
+    [
+        ([1, 0, 2, 3, 4], 0),  # the first row does not start a sequence
+        ([0, 1, 3, 2, 4], 3),  # a row taken out of its sequence
+        ([0, 2, 1, 3, 4], 1),
+    ],
+)
+def test_rows_out_of_prefix_order_are_refused(tmp_path: Path, rows: list[int], first: int) -> None:
+    frame = two_sequences().iloc[rows].reset_index(drop=True)
+    with pytest.raises(DataError) as err:
+        load_toy(toy_dir(tmp_path, test=frame))
+    msg = str(err.value)
+    assert "rows list each sequence's prefixes in order" in msg and f"(first: row {first})" in msg
+    assert "test_data.df" in msg and "\n" not in msg
+
+
+def test_prefix_order_with_a_sliding_window() -> None:
+    """Past ten items the history drops its oldest item: the row still continues its sequence;
+    a row whose history skips an item does not."""
+    items = np.arange(13)
+    history = np.full((13, SEQ_LEN), 99)
+    length = np.ones(13, dtype=np.int64)
+    for i in range(1, 13):
+        past = items[max(0, i - SEQ_LEN):i]
+        history[i, :past.size] = past
+        length[i] = past.size
+    sequence, broken = prefix_sequences(history, length, items, 99)
+    np.testing.assert_array_equal(sequence, np.zeros(13))
+    assert not broken.any()
+    history[12, :SEQ_LEN] = np.arange(1, 11)  # should be 2..11
+    assert np.flatnonzero(prefix_sequences(history, length, items, 99)[1]).tolist() == [12]
+
+
 def test_empty_split(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="has no rows"):
         load_toy(toy_dir(tmp_path, val=toy_frame().iloc[:0]))
@@ -197,6 +243,8 @@ def test_cache_is_reused_and_corrupt_cache_rebuilt(tmp_path: Path, monkeypatch: 
     second = load_dataset("zhihu", data_dir=tmp_path / "data", cache_dir=cache)
     assert second.checksum == first.checksum
     np.testing.assert_array_equal(second.train.history, first.train.history)
+    np.testing.assert_array_equal(second.test.sequence, first.test.sequence)
+    assert second.test.sequence.dtype == np.int64
 
     for damage in (b"not a zip file", npz.read_bytes()[:100]):
         npz.write_bytes(damage)
@@ -228,6 +276,10 @@ def test_ml100k(tmp_path: Path) -> None:
         assert np.all(s.history[real & ~no_history[:, None]] < a.n_items)
         assert np.all(s.length[no_history] == 1) and s.target.max() < a.n_items and s.target.min() >= 0
     assert a.train.n_sequences(a.pad_id) + a.val.n_sequences(a.pad_id) + a.test.n_sequences(a.pad_id) == 943
+    for s in (a.train, a.val, a.test):  # the builder lists rows as the authors do
+        sequence, broken = prefix_sequences(s.history, s.length, s.target, a.pad_id)
+        np.testing.assert_array_equal(s.sequence, sequence)
+        assert not broken.any() and s.sequence[-1] + 1 == s.n_sequences(a.pad_id)
 
 
 def test_ml100k_does_not_import_recbole(tmp_path: Path) -> None:
@@ -308,6 +360,23 @@ def test_builder_hand_written_rows() -> None:
     assert build_splits(shuffled, "tiny", ratios=(0.5, 0.25, 0.25)).checksum == splits.checksum
 
 
+def test_builder_sequence_ids() -> None:
+    """Each row's sequence, 0-based within its split (train: users 5 and 3; val: user 1, twelve
+    rows; test: user 2), and the same ids the authors' order gives."""
+    splits = build_splits(LOG, "tiny", ratios=(0.5, 0.25, 0.25))
+    expected = {"train": [0, 0, 0, 1, 1, 1], "val": [0] * 12, "test": [0, 0, 0]}
+    for which, ids in expected.items():
+        s = splits.split(which)
+        np.testing.assert_array_equal(s.sequence, ids, err_msg=which)
+        assert s.sequence.dtype == np.int64
+        sequence, broken = prefix_sequences(s.history, s.length, s.target, splits.pad_id)
+        np.testing.assert_array_equal(sequence, ids, err_msg=which)
+        assert not broken.any()
+    grid = build_splits(pd.DataFrame([(u, i, 3 * u + k) for u in range(10) for k, i in enumerate((7, 8, 9))],
+                                     columns=["user", "item", "timestamp"]), "grid")
+    np.testing.assert_array_equal(grid.train.sequence, np.repeat(np.arange(8), 3))
+
+
 def test_builder_default_ratios_split_whole_sequences() -> None:
     with pytest.raises(DataError, match="4 sequences survive filtering"):
         build_splits(LOG, "tiny")  # 8:1:1 of 4 sequences leaves val empty
@@ -342,6 +411,13 @@ def test_real_zhihu(shared_cache: Path) -> None:
     np.testing.assert_array_equal(z.train.length[:3], [1, 1, 2])
     np.testing.assert_array_equal(z.train.target[:3], [4700, 3160, 4377])
     assert load_dataset("zhihu", data_dir=SHARED, cache_dir=shared_cache).checksum == z.checksum
+    # each test row's sequence: 1,172 sequences, numbered in order, each one's rows together
+    assert np.unique(z.test.sequence).size == 1172 and z.test.sequence[-1] == 1171
+    assert np.all(np.diff(z.test.sequence) >= 0) and np.all(np.diff(z.test.sequence) <= 1)
+    assert np.all(z.test.length[np.flatnonzero(np.diff(z.test.sequence)) + 1] == 1)
+    assert z.train.sequence[-1] + 1 == 9371 and z.val.sequence[-1] + 1 == 1171
+    # the content checksum the records carry does not depend on the sequence ids
+    assert z.checksum == "0b309d2e7bd845f6d193c8ad486c73d9f6e73e3de0b9a8522cfca620a6dc0ee2"
 
 
 @needs_shared
@@ -351,6 +427,9 @@ def test_real_yc(shared_cache: Path) -> None:
         yc = load_dataset("yc", data_dir=SHARED, cache_dir=shared_cache)
     assert yc.n_items == 9514 and (len(yc.val), len(yc.test)) == (57062, 55245)
     assert len(yc.train) == 427129
+    assert np.unique(yc.test.sequence).size == 12847 and yc.test.sequence[-1] == 12846
+    assert np.all(np.diff(yc.test.sequence) >= 0)
+    assert yc.checksum == "6b59228108f1515a962124834b5de2b5808266e28b67a66140bd2ece8c8faf7a"
 
 
 @needs_shared

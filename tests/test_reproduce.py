@@ -1,6 +1,7 @@
 """``python -m harness.reproduce_table1``: runs what is missing, survives SIGKILL, renders."""
 
 import csv
+import io
 import json
 import re
 import shutil
@@ -9,9 +10,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
-from harness import store
+from harness import store, table1
 from harness.reproduce_table1 import main
 
 SMALL = ["--datasets", "ml-100k", "--models", "gru4rec,dreamrec", "--seeds", "2", "--quick",
@@ -57,12 +59,16 @@ def test_runs_every_missing_seed_and_renders_three_files(reproduced, model_dir):
     base = [r for r in rows if r["model"] == "gru4rec" and r["protocol"] == "validation"]
     assert {r["metric"] for r in ours} == {"hr@20", "ndcg@20"}
     assert all(r["seeds"] == "2" and r["quick"] == "True" for r in ours + base)
-    assert all(0 <= float(r["wilcoxon_p"]) <= 1 for r in base)  # DreamRec vs this baseline
+    assert all(0 <= float(r["seq_perm_p"]) <= 1 for r in base)  # DreamRec vs this baseline
+    assert "wilcoxon_p" not in rows[0]
     assert all(r["best_baseline"] == "gru4rec" for r in ours)
     assert all(0 < float(r["coverage20_pct"]) <= 100 for r in ours + base)
     tex = (res / "table1.tex").read_text()
     assert tex.startswith(r"\documentclass") and tex.rstrip().endswith(r"\end{document}")
-    assert tex.count(r"\begin{tabular}") == 2
+    assert tex.count(r"\begin{tabular}") == 2  # both protocols; the paper has no ml-100k cell
+    for name in ("table1-body.tex", "table1-published-body.tex"):
+        assert (res / name).read_text().split("\n", 2)[2] in tex  # the same body, below its comments
+    assert "% none: the paper's Table 1 has none" in (res / "table1-paper-body.tex").read_text()
     (inv,) = [json.loads(x) for x in (res / "logs" / "invocations.jsonl").read_text().splitlines()]
     assert inv["runs"] == 4 and inv["failed"] == 0 and inv["jobs"] == 2
     assert sorted(r["run"] for r in inv["per_run"]) == sorted(
@@ -413,3 +419,88 @@ def test_the_reading_splits_each_models_hits_between_never_trained_targets_and_t
                     "GRU4Rec 0.00 / 66.67.")
     t.cold_rows["d"] = np.zeros(5, dtype=bool)
     assert table1.cold_rows_text(t, "d", ["dreamrec"]) == ""  # no such rows, no statement
+
+
+def _cell(dataset, model, hr, ndcg=None, rows=None):
+    """A cell with the given per-seed HR@20 (and NDCG@20, default the same) and per-row means."""
+    c = table1.Cell(dataset, model, seeds=list(range(len(hr))))
+    c.values = {"hr@20": list(hr), "ndcg@20": list(ndcg if ndcg is not None else hr)}
+    if rows is not None:
+        c.row_means = {"hr@20": np.asarray(rows, float), "ndcg@20": np.asarray(rows, float)}
+    return c
+
+
+def test_a_column_with_one_model_is_not_ranked():
+    """yc with DreamRec alone: no bold, no underline, no rank in the CSV, no ranking sentence."""
+    cells = {("yc", "dreamrec"): _cell("yc", "dreamrec", [0.02, 0.03])}
+    t = table1.Table("validation", ["yc"], ["gru4rec", "dreamrec"], cells, {}, {},
+                     references={"yc": {"hr@20": 0.01, "ndcg@20": 0.005}})
+    md = table1.markdown(t)
+    assert "2.50 ± 0.71" in md and "**" not in md.split("\n\n")[0] and "<u>" not in md
+    assert "fewer than two models is not ranked" in md
+    assert r"\textbf" not in table1.latex_body(t) and r"\underline" not in table1.latex_body(t)
+    rows = list(csv.DictReader(io.StringIO(table1.csv_text([t]))))
+    assert [r["rank"] for r in rows if r["model"] == "dreamrec"] == ["", ""]
+    text = table1.reading([t])
+    assert "best first" not in text and "every model is above it" not in text
+    assert "DreamRec 2.50, the only model with results here (not ranked)" in text
+    assert "DreamRec is above it in HR@20" in text
+    # a second model makes it a ranking
+    cells[("yc", "gru4rec")] = _cell("yc", "gru4rec", [0.01, 0.012])
+    md = table1.markdown(t)
+    assert "**2.50 ± 0.71**" in md and "<u>1.10 ± 0.14</u>" in md
+    assert "best first: DreamRec 2.50, GRU4Rec 1.10" in table1.reading([t])
+
+
+def test_the_selection_gap_is_called_a_lower_bound():
+    cells = {("d", "dreamrec"): _cell("d", "dreamrec", [0.02, 0.03]),
+             ("d", "gru4rec"): _cell("d", "gru4rec", [0.01, 0.012])}
+    pub_cells = {k: _cell("d", k[1], [v + 0.01 for v in c.values["hr@20"]]) for k, c in cells.items()}
+    val = table1.Table("validation", ["d"], ["gru4rec", "dreamrec"], cells, {}, {})
+    pub = table1.Table("published", ["d"], ["gru4rec", "dreamrec"], pub_cells, {}, {})
+    for t in (val, pub):
+        assert "a lower bound on what selecting on test adds" in table1.markdown(t)
+        assert "official DreamRec code trains 1,000 epochs" in table1.markdown(t)
+    line = next(x for x in table1.reading([val, pub]).splitlines() if "Selection gap" in x)
+    assert "(a lower bound: these runs stop early on validation" in line and "DreamRec +1.00" in line
+
+
+def test_the_dagger_test_takes_the_sequence_as_its_unit():
+    """DreamRec wins 50 rows of one long sequence, the baseline five one-row sequences: over rows
+    the difference is overwhelming, over the six sequences p = 14/64 (no †); without the test
+    rows' sequences the notes say so and † is left out."""
+    rows_a = [1.0] * 50 + [0.0] * 5
+    rows_b = [0.0] * 50 + [1.0] * 5
+    cells = {("d", "dreamrec"): _cell("d", "dreamrec", [0.9, 0.92, 0.91], rows=rows_a),
+             ("d", "gru4rec"): _cell("d", "gru4rec", [0.1, 0.09, 0.11], rows=rows_b)}
+    t = table1.Table("validation", ["d"], ["gru4rec", "dreamrec"], cells,
+                     table1.compare(cells, ["d"], ["gru4rec", "dreamrec"]), {})
+    c = t.comparisons[("d", "hr@20", "gru4rec")]
+    assert np.isnan(c.seq_perm_p) and c.welch_p < 1e-4
+    assert "d: no † test: its test rows' sequences come from its files" in table1.markdown(t)
+    assert t.marker("d", "hr@20") == "*"
+    t.set_data({}, {}, {"d": np.array([0] * 50 + [1, 2, 3, 4, 5])})
+    c = t.comparisons[("d", "hr@20", "gru4rec")]
+    assert c.seq_perm_p == pytest.approx(14 / 64) and c.seq_perm_p_holm == pytest.approx(14 / 64)
+    assert t.marker("d", "hr@20") == "*" and "no † test" not in table1.markdown(t)
+    row = next(r for r in csv.DictReader(io.StringIO(table1.csv_text([t])))
+               if r["model"] == "gru4rec" and r["metric"] == "hr@20")
+    assert float(row["seq_perm_p"]) == pytest.approx(14 / 64)
+    assert "sign flips over test sequences 0.22" in table1.reading([t])
+
+
+def test_references_keep_the_test_sequences(tmp_path):
+    cold = np.array([True, False, False, True, False])
+    sequence = np.array([0, 0, 0, 1, 1])
+    table1.save_references(tmp_path, "d", "abc", {"hr@20": 0.5}, cold, sequence)
+    obj = json.loads(table1.reference_path(tmp_path, "d").read_text())
+    assert obj["test_sequences"] == {"n_rows": 5, "rows_per_sequence": "3 2"}
+    popular, kept_cold, kept_seq = table1.load_references(tmp_path, "d", "abc")
+    np.testing.assert_array_equal(kept_seq, sequence)
+    np.testing.assert_array_equal(kept_cold, cold)
+    assert table1.load_references(tmp_path, "d", "other") is None  # other data, other rows
+    del obj["test_sequences"]  # a file written before the sequences were kept
+    table1.reference_path(tmp_path, "d").write_text(json.dumps(obj))
+    assert table1.load_references(tmp_path, "d", "abc")[2] is None
+    with pytest.raises(ValueError, match="not 0, 1, ... with each sequence's rows together"):
+        table1.save_references(tmp_path, "d", "abc", {}, cold, np.array([0, 1, 0, 1, 1]))

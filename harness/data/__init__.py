@@ -15,7 +15,7 @@ from harness.data.registry import (
     load_dataset,
     source_files,
 )
-from harness.data.splits import SEQ_LEN, SequenceSplits, Split, content_checksum, target_counts
+from harness.data.splits import SEQ_LEN, SequenceSplits, Split, content_checksum, prefix_sequences, target_counts
 
 __all__ = [
     "AUTHORS_DATASETS",
@@ -30,6 +30,7 @@ __all__ = [
     "default_cache_dir",
     "default_data_dir",
     "load_dataset",
+    "prefix_sequences",
     "source_files",
     "target_counts",
 ]

@@ -20,7 +20,8 @@ Conventions (exactly what :func:`build_splits` does, in this order):
    ``i = 0..L-1``: ``target = s[i]``; ``history`` = ``s[max(0, i-10):i]`` (the last <= 10 items, oldest
    first) followed by pad ids up to 10; ``length = len(history items)``, except the row with no
    history (``i = 0``), stored as the authors store it: ``length 1`` and the pad id in position 0.
-   Rows keep sequence order, then position order.
+   Rows keep sequence order, then position order; each row's ``sequence`` is its sequence's
+   0-based index within the split (the authors' files follow the same order).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ BUILDER_VERSION = "1"  # bump when the conventions above change: it keys the dat
 
 
 def expand_sequences(items: np.ndarray, lengths: np.ndarray, pad_id: int) -> Split:
-    """Expand concatenated sequences (``items`` [sum(lengths)], ``lengths`` [S]) into one row per item."""
+    """Expand concatenated sequences (``items`` [sum(lengths)], ``lengths`` [S]) into one row per item; the
+    rows' ``sequence`` ids are 0..S-1 in that order."""
     items = np.asarray(items, dtype=np.int64)
     lengths = np.asarray(lengths, dtype=np.int64)
     n = items.shape[0]
@@ -50,7 +52,9 @@ def expand_sequences(items: np.ndarray, lengths: np.ndarray, pad_id: int) -> Spl
     cols = np.arange(SEQ_LEN)
     idx = np.minimum((row - k)[:, None] + cols[None, :], max(n - 1, 0))
     history = np.where(cols[None, :] < k[:, None], items[idx], pad_id) if n else np.empty((0, SEQ_LEN), np.int64)
-    return Split(history=np.ascontiguousarray(history, dtype=np.int64), length=np.maximum(k, 1), target=items.copy())
+    sequence = np.repeat(np.arange(lengths.shape[0], dtype=np.int64), lengths)  # [N]
+    return Split(history=np.ascontiguousarray(history, dtype=np.int64), length=np.maximum(k, 1), target=items.copy(),
+                 sequence=sequence)
 
 
 def build_splits(

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.data.splits import SEQ_LEN, SequenceSplits, Split, content_checksum
+from harness.data.splits import SEQ_LEN, SequenceSplits, Split, content_checksum, prefix_sequences
 from harness.errors import DataError
 
 SPLIT_FILES = {"train": "train_data.df", "val": "val_data.df", "test": "test_data.df"}
@@ -123,7 +123,8 @@ def _check(bad: np.ndarray, path: Path, rule: str, origin: str) -> None:
 
 
 def split_from_frame(df: pd.DataFrame, n_items: int, path: Path, origin: str = DEFAULT_ORIGIN) -> Split:
-    """Validate one authors' split frame and convert it to a :class:`Split` (history [N,10], length [N], target [N])."""
+    """Validate one authors' split frame and convert it to a :class:`Split` (history [N,10], length [N], target [N],
+    sequence [N]: each row's sequence, from the order the authors list the rows in)."""
     cols = sorted(map(str, df.columns))
     naming = next((n for n in COLUMN_NAMINGS if sorted(n) == cols), None)
     if naming is None:
@@ -164,7 +165,11 @@ def split_from_frame(df: pd.DataFrame, n_items: int, path: Path, origin: str = D
     pad_in_real[no_history, 0] = False
     rule = f"the first {len_col} entries of {seq_col} are real items (except a no-history row: length 1, pad first)"
     _check(pad_in_real.any(axis=1), path, rule, origin)
-    return Split(history=np.ascontiguousarray(history), length=length, target=target)
+    sequence, broken = prefix_sequences(history, length, target, pad)
+    _check(broken, path, f"rows list each sequence's prefixes in order: a row whose {seq_col} is "
+           f"empty (pad first) starts a sequence, any other row's {seq_col} is the row above's "
+           f"{seq_col} followed by the row above's {tgt_col}", origin)
+    return Split(history=np.ascontiguousarray(history), length=length, target=target, sequence=sequence)
 
 
 def read_statis(path: Path, origin: str = DEFAULT_ORIGIN) -> int:

@@ -25,7 +25,7 @@ from harness.errors import DataError
 
 DATASETS = ("ml-100k", "yc", "ks", "zhihu")
 AUTHORS_DATASETS = ("yc", "ks", "zhihu")
-CACHE_VERSION = "1"  # bump when the npz layout or the pickle validation changes
+CACHE_VERSION = "2"  # bump when the npz layout or the pickle validation changes (2: sequence ids)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AUTHORS_ORIGIN = "the DreamRec authors' release (github.com/YangZhengyi98/DreamRec, data/{name}/)"
@@ -44,6 +44,7 @@ KNOWN_MD5 = {
     "ks/test_data.df": "8d667e7752ce97c0272e999f4bb9c462",
 }
 ML100K_RELPATH = Path("dataset_example", "ml-100k", "ml-100k.inter")
+SPLIT_FIELDS = ("history", "length", "target", "sequence")  # the arrays of a split in the cache
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def _read_cache(path: Path, name: str) -> SequenceSplits | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             parts = {
-                which: Split(*(np.asarray(z[f"{which}_{f}"], dtype=np.int64) for f in ("history", "length", "target")))
+                which: Split(*(np.asarray(z[f"{which}_{f}"], dtype=np.int64) for f in SPLIT_FIELDS))
                 for which in ("train", "val", "test")
             }
             n_items, checksum = int(z["n_items"]), str(z["checksum"])
@@ -160,7 +161,7 @@ def _write_cache(path: Path, splits: SequenceSplits) -> None:
     arrays = {
         f"{which}_{f}": getattr(splits.split(which), f)
         for which in ("train", "val", "test")
-        for f in ("history", "length", "target")
+        for f in SPLIT_FIELDS
     }
     tmp = None
     try:
@@ -193,7 +194,8 @@ def _build(name: str, sources: tuple[SourceFile, ...]) -> SequenceSplits:
 def load_dataset(
     name: str, data_dir: str | Path | None = None, cache_dir: str | Path | None = None
 ) -> SequenceSplits:
-    """Load dataset ``name`` (one of :data:`DATASETS`) as train/val/test rows (history [N,10], length [N], target [N]).
+    """Load dataset ``name`` (one of :data:`DATASETS`) as train/val/test rows (history [N,10], length [N], target [N],
+    sequence [N]).
 
     ``data_dir`` defaults to :func:`default_data_dir`, ``cache_dir`` to :func:`default_cache_dir`.
     A source file whose md5 differs from the known release is used anyway, with a warning.
