@@ -1,38 +1,61 @@
-"""AdaRanker (Fan et al., SIGIR 2022), reimplemented from the paper on RecBole 1.2.1's encoders.
+"""AdaRanker (Fan et al., "Ada-Ranker: A Data Distribution Adaptive Ranking Paradigm for
+Sequential Recommendation", SIGIR 2022) on RecBole 1.2.1's encoders, built on the structure of
+the authors' modules.
 
-Neither the DreamRec nor the DROS code release contains AdaRanker, so this is the harness's own
-reimplementation from the paper's description: a labelled reimplementation, not the authors'
-code.
+Where the structure comes from:
 
-- **Distribution encoder** (a neural process over the candidate set): each candidate item's
-  embedding goes through a per-item MLP, the results are mean-pooled, and a Gaussian
-  ``q(z | candidates)`` is read from the pool; ``z`` is sampled with the reparameterisation
-  trick in training (plus ``kl_weight`` x KL(q || N(0, I))) and is the mean at evaluation.
-- **Input modulation**: the history's input embeddings are modulated by FiLM from ``z``,
-  ``e' = (1 + gamma(z)) * e + beta(z)``, before RecBole's encoder (SASRec by default, GRU4Rec
-  with ``encoder = "gru4rec"``) reads them: for SASRec after its input layer norm (item plus
-  position embedding), where the values are of order 1 (RecBole draws SASRec's embeddings with
-  std 0.02, which a shift from ``z`` would otherwise drown); for GRU4Rec on the item
-  embeddings. The FiLM layer starts at the identity (zero weights).
-- **Parameter modulation**: the scorer is a two-layer MLP over ``[sequence; item]``. Its hidden
-  layer is modulated by parameters generated from ``z`` through a memory of ``memory_slots``
-  slots: ``z`` attends over the slot keys (softmax of dot products), and the attention-weighted
-  sum of the slots' scale and shift vectors rescales and shifts the hidden units,
-  ``h = relu((W1 [s; e] + b1) * (1 + scale) + shift)``; the score is ``w2 . h + b2``.
+- The DreamRec release's ``utility.py`` (github.com/YangZhengyi98/DreamRec) holds AdaRanker's
+  two modules: ``NeuProcessEncoder`` and ``MemoryUnit``. The DreamRec release runs neither (no
+  training script of it uses them), and it has no AdaRanker model.
+- The official Ada-Ranker code (github.com/BELIEVEfxy/Ada-Ranker, ``Model/recommender.py``,
+  ``Model/model.py``, ``Model/modules.py``) shows how they enter a ranker: the latent ``z`` of
+  a row's candidate set FiLM-modulates the encoder's item embeddings and, through four memory
+  units, generates the weights of the scoring MLP; ``z`` is sampled at prediction too.
+
+What this module computes (written here, on that structure):
+
+- **Distribution encoder** (``NeuProcessEncoder``): each candidate item's embedding goes through
+  Linear(H, H) -> Dropout(0.4) -> ReLU -> Linear(H, H); the results are mean-pooled; then
+  ``h = relu(Linear(H, H)(pool))``, ``mu = Linear(h)``, ``log_sigma = Linear(h)`` and
+  ``z = mu + eps * exp(0.5 * log_sigma)``, with ``eps ~ N(0, I)`` drawn per row, in training
+  and at prediction (from the evaluation's generator, so an evaluation is reproducible).
+- **Input modulation** (the official ``add_bias_type = film``): ``gamma = Linear(H, 1)(z)``,
+  ``beta = Linear(H, 1)(z)``, one scalar each per row, and the encoder's item embeddings become
+  ``gamma * e + beta`` before the position embeddings are added (SASRec) or the GRU reads them
+  (GRU4Rec).
+- **Parameter modulation** (the official ``change_para_type = mem_net``): the scorer is
+  Dropout -> Linear(2H, H) -> Tanh -> Linear(H, 1) over ``[sequence; item]``. Four
+  ``MemoryUnit`` s of ``memory_slots`` (10) slots each generate, per row, a full matrix the size
+  of each layer's weight and a vector the size of its bias: attention
+  ``softmax(z . keys)`` over the slots mixes the slots' arrays. As in the official
+  ``AdaptLinear.memory_parameters``, a layer's weight becomes ``generated * W`` (elementwise)
+  and its bias ``generated + b``.
 - Training: binary cross-entropy on the positive and its uniform negative(s), the 1:1 protocol
-  of the other baselines. The candidate set of a training batch is every target and negative in
-  the batch (one ``z`` per batch).
-- **Full ranking**: the candidate set is every real item, so the adaptation sees the whole
-  catalogue's embedding distribution: one ``z``, the same for every row, at each evaluation.
-  Scoring ``[sequence; item]`` pairs for all items splits the first layer into a row part and an
-  item part, ``W1 [s; e] = W1s s + W1e e``, folds the hidden layer's scale and shift into the
-  two parts, and runs the hidden layer over blocks of rows so that at most ``score_block``
-  (row, item, unit) values exist at once: memory stays bounded on yc. On a CPU the blocks are
-  further capped at ``CPU_BLOCK`` values, which stay in cache (zhihu's val + test in 6.3 s on
-  one thread: ``python -m harness.bench --model adaranker --dataset zhihu --threads 1
-  --epochs 0``, ``results/bench/zhihu-adaranker-cpu.md``).
+  of the other baselines (the official code ranks 1 positive against 19 sampled negatives).
+
+What differs from the official code, and why:
+
+- **Candidate set.** Officially a row's candidate set is its own 20 items (positive included).
+  Under this harness's 1:1 protocol a row has two, one of them the target: a ``z`` pooled over
+  them would carry the target itself. The candidate set of a training batch is therefore every
+  target and negative in the batch (``mu`` and ``sigma`` shared by the batch, ``eps`` per row),
+  and under full ranking it is every real item (the whole catalogue: ``mu`` and ``sigma`` the
+  same for every row, ``eps`` per row).
+- **Full ranking** instead of ranking a sampled candidate list: every real item is scored. The
+  per-row first layer splits into a row part and an item part, ``W1' [s; e] = W1s' s + W1e' e``,
+  and the item part, a product of the catalogue with each row's own generated matrix, is
+  computed over blocks of rows so that at most ``score_block`` (row, item, unit) values exist at
+  once (``CPU_BLOCK`` on a CPU, which stays in cache).
+- **Initialisation of the weight memories.** Officially a memory's arrays are xavier noise, so a
+  generated multiplier is about 1 % in size at the start and the scorer's weights ``generated *
+  W`` start near zero: on the contract's learnable task the scores stayed constant (the loss at
+  2 ln 2 for 12 epochs at lr 1e-2). Here the arrays of the two weight memories start at 1 plus
+  that noise, so the scorer starts as its base MLP and the adaptation grows from there; the
+  bias memories keep the official initialisation.
+- No pre-trained item embeddings, no category features, no user embedding (the paper's rows
+  have none), no ``reg_loss`` of the memory units (the official ranker does not add it).
 - ``modulate = false`` switches both modulations off: the model is then its base scorer (the
-  MLP over the plain encoder output), which a test checks.
+  MLP over the plain encoder output, the official ``train_type = base``), which a test checks.
 """
 
 from __future__ import annotations
@@ -61,28 +84,75 @@ class AdaRankerConfig(SASRecConfig):
     """SASRec's settings (the encoder) plus AdaRanker's distribution encoder and scorer."""
 
     encoder: str = "sasrec"  # sasrec | gru4rec (RecBole's defaults for GRU4Rec's own sizes)
-    latent_size: int = 32  # z
-    memory_slots: int = 8
-    scorer_hidden: int = 64
-    kl_weight: float = 0.001
+    memory_slots: int = 10  # the official MemoryUnit's clusters_k
+    np_dropout: float = 0.4  # NeuProcessEncoder's dropout_prob (DreamRec release's default)
+    scorer_dropout: float = 0.4  # before the scorer MLP (official run_train_adaranker.sh: 0.4)
     modulate: bool = True
     score_block: int = 2**25  # (row, item, unit) values computed at once in full ranking
 
     HARNESS_FIELDS: ClassVar[tuple[str, ...]] = PairwiseConfig.HARNESS_FIELDS + (
-        "encoder", "latent_size", "memory_slots", "scorer_hidden", "kl_weight", "modulate",
-        "score_block")
+        "encoder", "memory_slots", "np_dropout", "scorer_dropout", "modulate", "score_block")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
-        if self.memory_slots < 1:
-            raise ValueError(f"memory_slots must be >= 1, got {self.memory_slots}")
-        for name in ("latent_size", "scorer_hidden", "score_block"):
+        for name in ("memory_slots", "score_block"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.kl_weight < 0:
-            raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight}")
+        for name in ("np_dropout", "scorer_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
+
+
+class NeuProcessEncoder(nn.Module):
+    """The latent of a candidate set: per-item MLP, mean pool, reparameterised Gaussian."""
+
+    def __init__(self, size: int, dropout: float) -> None:
+        super().__init__()
+        self.input_to_hidden = nn.Sequential(nn.Linear(size, size), nn.Dropout(dropout),
+                                             nn.ReLU(), nn.Linear(size, size))
+        self.z_to_hidden = nn.Linear(size, size)
+        self.hidden_to_mu = nn.Linear(size, size)
+        self.hidden_to_logsigma = nn.Linear(size, size)
+
+    def forward(self, candidates: Tensor, rows: int, generator: torch.Generator | None) -> Tensor:
+        """``z`` [rows, H] from the candidate items' embeddings [N, H]: ``mu`` and ``sigma``
+        from the pooled set, ``eps`` drawn per row."""
+        pooled = self.input_to_hidden(candidates).mean(0)
+        hidden = torch.relu(self.z_to_hidden(pooled))
+        mu, log_sigma = self.hidden_to_mu(hidden), self.hidden_to_logsigma(hidden)
+        eps = torch.randn((rows, mu.shape[0]), generator=generator, device=mu.device)
+        return mu + eps * torch.exp(0.5 * log_sigma)
+
+
+class MemoryUnit(nn.Module):
+    """``slots`` keys and arrays; a row's latent attends over the keys and mixes the arrays
+    into a generated ``[out, in]`` parameter."""
+
+    def __init__(self, in_size: int, out_size: int, latent: int, slots: int,
+                 start: float = 0.0) -> None:
+        super().__init__()
+        self.in_size, self.out_size = in_size, out_size
+        array = nn.init.xavier_uniform_(torch.empty(slots, in_size * out_size)) + start
+        self.array = nn.Parameter(array)
+        self.index = nn.Parameter(nn.init.xavier_uniform_(torch.empty(slots, latent)))
+
+    def forward(self, z: Tensor) -> Tensor:
+        attn = torch.softmax(z @ self.index.T, dim=-1)  # [B, slots]
+        return (attn @ self.array).view(-1, self.out_size, self.in_size)
+
+
+@dataclass
+class Adaptation:
+    """What ``z`` generates for a block of rows: the input FiLM and the scorer's weights."""
+
+    gamma: Tensor  # [B, 1, 1]
+    beta: Tensor  # [B, 1, 1]
+    w1: Tensor  # [B, H, 2H]: generated * W1
+    b1: Tensor  # [B, H]
+    w2: Tensor  # [B, H]
+    b2: Tensor  # [B]
 
 
 class AdaRanker(RecBoleSequential):
@@ -96,114 +166,104 @@ class AdaRanker(RecBoleSequential):
         super().__init__(n_items, _encoder_config(config))
         self.config = config
         H = self.net.item_embedding.embedding_dim
-        Z, S = config.latent_size, config.scorer_hidden
-        self.item_mlp = nn.Sequential(nn.Linear(H, H), nn.ReLU(), nn.Linear(H, H))
-        self.to_z = nn.Linear(H, 2 * Z)  # mean and log-variance of q(z | candidates)
-        self.film = nn.Linear(Z, 2 * H)  # gamma, beta of the input modulation
-        # identity at the start: RecBole's item embeddings are drawn with std 0.02, so a
-        # randomly initialised shift would drown them (training then stays at chance)
-        nn.init.zeros_(self.film.weight)
-        nn.init.zeros_(self.film.bias)
-        self.slot_keys = nn.Parameter(torch.randn(config.memory_slots, Z) / Z**0.5)
-        self.slot_values = nn.Parameter(torch.zeros(config.memory_slots, 2 * S))  # scale, shift
-        nn.init.normal_(self.slot_values, std=0.01)
-        self.w1_seq = nn.Linear(H, S)
-        self.w1_item = nn.Linear(H, S, bias=False)
-        self.w2 = nn.Linear(S, 1)
+        self.hidden = H
+        self.extractor = NeuProcessEncoder(H, config.np_dropout)
+        self.film_scale = nn.Linear(H, 1)
+        self.film_shift = nn.Linear(H, 1)
+        # the weight multipliers start at 1 (+ the official xavier noise): see the module doc
+        self.mem_w1 = MemoryUnit(2 * H, H, H, config.memory_slots, start=1.0)
+        self.mem_b1 = MemoryUnit(1, H, H, config.memory_slots)
+        self.mem_w2 = MemoryUnit(H, 1, H, config.memory_slots, start=1.0)
+        self.mem_b2 = MemoryUnit(1, 1, H, config.memory_slots)
+        self.scorer_dropout = nn.Dropout(config.scorer_dropout)
+        self.layer1 = nn.Linear(2 * H, H)
+        self.layer2 = nn.Linear(H, 1)
         self._film: tuple[Tensor, Tensor] | None = None
-        # SASRec: after its input layer norm (values of order 1); GRU4Rec: on the embeddings
-        target = self.net.LayerNorm if config.encoder == "sasrec" else self.net.item_embedding
-        target.register_forward_hook(self._modulate_input)
+        # the official SASRec and GRU4Rec modulate the item embeddings of the sequence
+        self.net.item_embedding.register_forward_hook(self._modulate_input)
 
-    # -- the distribution encoder -----------------------------------------------------------
-    def latent(self, candidates: Tensor, sample: bool,
-               gen: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """z [Z] from the candidate items' embeddings [N, H], and KL(q || N(0, I))."""
-        pooled = self.item_mlp(candidates).mean(0)
-        mu, logvar = self.to_z(pooled).chunk(2)
-        logvar = logvar.clamp(-8.0, 8.0)
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum()
-        if not sample:
-            return mu, kl
-        eps = torch.randn(mu.shape, generator=gen, device=mu.device)
-        return mu + eps * (0.5 * logvar).exp(), kl
+    # -- the adaptation ---------------------------------------------------------------------
+    def adapt(self, z: Tensor) -> Adaptation:
+        """The FiLM scalars and the scorer's weights generated from ``z`` [B, H]."""
+        return Adaptation(
+            gamma=self.film_scale(z).view(-1, 1, 1), beta=self.film_shift(z).view(-1, 1, 1),
+            w1=self.mem_w1(z) * self.layer1.weight, b1=self.mem_b1(z).view(-1, self.hidden)
+            + self.layer1.bias, w2=self.mem_w2(z).view(-1, self.hidden) * self.layer2.weight,
+            b2=self.mem_b2(z).view(-1) + self.layer2.bias)
 
-    def modulation(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """FiLM (gamma, beta) [H] of the input and (scale, shift) [S] of the scorer's hidden
-        layer, generated from z [Z]."""
-        gamma, beta = self.film(z).chunk(2)
-        attn = torch.softmax(self.slot_keys @ z, dim=0)  # [slots]
-        scale, shift = (attn @ self.slot_values).chunk(2)
-        return gamma, beta, scale, shift
+    def base(self, rows: int) -> Adaptation:
+        """The unmodulated scorer, expanded to ``rows`` (``modulate = false``)."""
+        H = self.hidden
+        one = self.layer1.weight.new_ones(())
+        return Adaptation(gamma=one.expand(rows, 1, 1), beta=one.new_zeros(()).expand(rows, 1, 1),
+                          w1=self.layer1.weight.expand(rows, H, 2 * H),
+                          b1=self.layer1.bias.expand(rows, H),
+                          w2=self.layer2.weight.expand(rows, H),
+                          b2=self.layer2.bias.expand(rows))
+
+    def adaptation(self, candidates: Tensor, rows: int,
+                   generator: torch.Generator | None) -> Adaptation:
+        if not self.config.modulate:
+            return self.base(rows)
+        return self.adapt(self.extractor(candidates, rows, generator))
 
     def _modulate_input(self, module: nn.Module, args, out: Tensor) -> Tensor | None:
         if self._film is None:
             return None
         gamma, beta = self._film
-        return out * (1.0 + gamma) + beta
+        return gamma * out + beta
 
-    def sequence(self, history: Tensor, length: Tensor, film: tuple[Tensor, Tensor] | None) -> Tensor:
-        """The encoder's representation [B, H], its input embeddings FiLM-modulated."""
-        self._film = film
+    def sequence(self, history: Tensor, length: Tensor, ada: Adaptation) -> Tensor:
+        """The encoder's representation [B, H], its item embeddings FiLM-modulated."""
+        self._film = (ada.gamma, ada.beta) if self.config.modulate else None
         try:
             return self.encode(self.interaction(history, length))
         finally:
             self._film = None
 
     # -- scoring ----------------------------------------------------------------------------
-    def _mod(self, z: Tensor | None):
-        if z is None or not self.config.modulate:
-            return None, None
-        gamma, beta, scale, shift = self.modulation(z)
-        return (gamma, beta), (scale, shift)
-
-    def pair_scores(self, seq: Tensor, items: Tensor, hidden_mod) -> Tensor:
+    def pair_scores(self, seq: Tensor, items: Tensor, ada: Adaptation) -> Tensor:
         """Scores of row ``b`` with its items ``items[b]``: seq [B, H], items [B, k, H] -> [B, k]."""
-        pre = self.w1_seq(seq).unsqueeze(1) + self.w1_item(items)  # [B, k, S]
-        if hidden_mod is not None:
-            pre = pre * (1.0 + hidden_mod[0]) + hidden_mod[1]
-        return self.w2(F.relu(pre)).squeeze(-1)
+        pairs = torch.cat((seq.unsqueeze(1).expand(-1, items.shape[1], -1), items), dim=-1)
+        pairs = self.scorer_dropout(pairs)
+        hidden = torch.tanh(torch.matmul(pairs, ada.w1.transpose(1, 2)) + ada.b1.unsqueeze(1))
+        return (hidden * ada.w2.unsqueeze(1)).sum(-1) + ada.b2.unsqueeze(1)
 
     def calculate_loss(self, batch: Batch) -> Tensor:
         assert batch.negatives is not None, "the trainer draws negatives for this model"
         emb = self.net.item_embedding.weight  # RecBole ids: item i is row i + 1
         cand_ids = torch.cat((batch.target.unsqueeze(1), batch.negatives), dim=1)  # [B, 1 + k]
-        kl = torch.zeros((), device=emb.device)
-        z = None
-        if self.config.modulate:
-            z, kl = self.latent(emb[cand_ids.flatten() + 1], sample=True, gen=batch.generator)
-        film, hidden_mod = self._mod(z)
-        seq = self.sequence(batch.history, batch.length, film)
-        logits = self.pair_scores(seq, emb[cand_ids + 1], hidden_mod)
+        ada = self.adaptation(emb[cand_ids.flatten() + 1], len(cand_ids), batch.generator)
+        seq = self.sequence(batch.history, batch.length, ada)
+        logits = self.pair_scores(seq, emb[cand_ids + 1], ada)
         pos, neg = logits[:, 0], logits[:, 1:]
-        loss = (F.softplus(-pos) + F.softplus(neg).sum(-1)).mean()  # BCE, label 1 then 0s
-        return loss + self.config.kl_weight * kl
+        return (F.softplus(-pos) + F.softplus(neg).sum(-1)).mean()  # BCE, label 1 then 0s
 
     def full_sort_predict(self, history: Tensor, length: Tensor,
-                          generator: torch.Generator | None = None, z: Tensor | None = None) -> Tensor:
-        """Scores of every real item [B, n_items]; ``z`` overrides the catalogue's latent."""
+                          generator: torch.Generator | None = None,
+                          z: Tensor | None = None) -> Tensor:
+        """Scores of every real item [B, n_items]; ``z`` [B, H] overrides the sampled latent."""
         items = self.net.item_embedding.weight[1:self.n_items + 1]  # [n, H], pad row dropped
-        if z is None and self.config.modulate:
-            z, _ = self.latent(items, sample=False)
-        film, hidden_mod = self._mod(z)
-        seq = self.sequence(history, length, film)
-        row_part = self.w1_seq(seq)  # [B, S]
-        item_part = self.w1_item(items)  # [n, S]
-        if hidden_mod is not None:  # (r + i) * (1 + scale) + shift, folded into the two parts
-            row_part = row_part * (1.0 + hidden_mod[0]) + hidden_mod[1]
-            item_part = item_part * (1.0 + hidden_mod[0])
-        S = row_part.shape[1]
+        B, H = history.shape[0], self.hidden
+        if z is not None and self.config.modulate:
+            ada = self.adapt(z)
+        else:
+            ada = self.adaptation(items, B, generator)
+        seq = self.sequence(history, length, ada)
+        # W1' [s; e] + b1' = (W1s' s + b1') + W1e' e, per row
+        row_part = torch.matmul(ada.w1[:, :, :H], seq.unsqueeze(-1)).squeeze(-1) + ada.b1  # [B, H]
+        w1_item = ada.w1[:, :, H:]  # [B, H, H]
         values = self.config.score_block
         if not seq.is_cuda:  # blocks that stay in a core's L2
             values = min(values, CPU_BLOCK)
-        block = max(1, values // (self.n_items * S))
-        out = torch.empty(history.shape[0], self.n_items, device=seq.device)
-        w2, b2 = self.w2.weight.squeeze(0), self.w2.bias
-        for start in range(0, history.shape[0], block):
+        block = max(1, values // (self.n_items * H))
+        out = torch.empty(B, self.n_items, device=seq.device)
+        for start in range(0, B, block):
             sl = slice(start, start + block)
-            pre = row_part[sl].unsqueeze(1) + item_part.unsqueeze(0)  # [b, n, S]
-            torch.matmul(pre.relu_(), w2, out=out[sl])
-        out += b2
+            pre = torch.matmul(items, w1_item[sl].transpose(1, 2))  # [b, n, H]
+            pre += row_part[sl].unsqueeze(1)
+            torch.matmul(pre.tanh_(), ada.w2[sl].unsqueeze(-1), out=out[sl].unsqueeze(-1))
+        out += ada.b2.unsqueeze(1)
         return out
 
 

@@ -53,6 +53,18 @@ class SequentialRecommender(nn.Module):
     def set_epoch(self, epoch: int) -> None:
         """Called by the trainer before each training epoch (0-based); nothing by default."""
 
+    def observe_training_rows(self, history: Tensor, length: Tensor, target: Tensor) -> None:
+        """Called by the trainer once before training (and again when a run resumes) with the
+        whole training split on the model's device, for a model that needs statistics of it
+        (IPS's popularity propensity, its clip quantile); nothing by default. Whatever the
+        model derives from them and must survive a resume belongs in its buffers."""
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """The optimizer's parameter groups: by default every parameter with the run's ``lr``
+        and ``weight_decay``; a model with a part trained under settings of its own (IPS's
+        propensity model) returns a group for it."""
+        return [{"params": list(self.parameters()), "lr": lr, "weight_decay": weight_decay}]
+
     def calculate_loss(self, batch: Batch) -> Tensor:
         """Training loss of one batch, a scalar tensor."""
         raise NotImplementedError

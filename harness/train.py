@@ -275,13 +275,12 @@ def _train(
     gen = torch.Generator(device).manual_seed(seed)
     # fused AdamW: one kernel over all parameters (4.9x faster per step than the default
     # per-tensor loop for DreamRec on the CPU); same update rule
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
-    )
+    opt = torch.optim.AdamW(model.param_groups(config.lr, config.weight_decay), fused=True)
     tr = splits.train
     history = torch.from_numpy(tr.history).to(device)
     length = torch.from_numpy(tr.length).to(device)
     target = torch.from_numpy(tr.target).to(device)
+    model.observe_training_rows(history, length, target)
     n_rows, bs = len(tr), config.batch_size
 
     def run_eval(split: str, epoch: int, score_fn=None) -> Evaluation:

@@ -61,12 +61,13 @@ def test_a_training_step_makes_no_host_synchronisation(name, host_copies):
     model_cfg, _ = spec.configs("ml-100k")
     torch.manual_seed(0)
     model = spec.build(n_items, model_cfg).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    opt = torch.optim.AdamW(model.param_groups(1e-3, 0.0), fused=True)
     g = torch.Generator().manual_seed(0)
     length = torch.randint(1, 11, (B,), generator=g)
     history = torch.randint(0, n_items, (B, 10), generator=g)
     history[torch.arange(10) >= length[:, None]] = n_items
     target = torch.randint(0, n_items, (B,), generator=g)
+    model.observe_training_rows(history, length, target)  # as the trainer does, before training
     model.set_epoch(100)  # past any warm-up phase (IPS trains its propensity model first)
     idx = torch.arange(B)
     train_step(model, opt, history, length, target, idx, n_items, g)  # state made, then audited
