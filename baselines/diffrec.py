@@ -5,7 +5,8 @@ items by the reconstruction. It draws no negatives, so the paper's 1:1 protocol 
 to it (``n_negatives = 0``); it is trained by its own diffusion loss (MSE of the predicted x_0,
 SNR-reweighted, with importance-sampled steps, all RecBole's code).
 
-What the harness feeds it, per row (order within the history is lost, as in DiffRec itself):
+What the harness feeds it, per row (order within the history is lost, as in DiffRec itself,
+unless ``time_aware``, below):
 
 - training, ``train_vector = "history+target"`` (default): x_0 is the multi-hot vector of the
   row's history items *and* its target -- everything known about that row, as DiffRec's own
@@ -23,15 +24,35 @@ attributes, which ``Module.to`` would not move; the adapter registers them as bu
 denoiser's first layer runs without concatenating its input (:func:`dnn_forward`: the same
 function, without the gradient of the [B, n_items] input that autograd would compute). The
 hyper-parameters are RecBole's DiffRec.yaml defaults (``embedding_size`` is the size of the step
-embedding, not an item embedding; DiffRec has no item embeddings). ``time-aware`` (T-DiffRec)
-needs timestamps that the paper's data does not have and stays off.
+embedding, not an item embedding; DiffRec has no item embeddings).
+
+``time_aware`` (T-DiffRec, off by default): the vector's entries are weights instead of ones.
+
+- RecBole's part (``DiffRec.build_histroy_items`` with ``time-aware``): a user's training
+  interactions are sorted by time and weighted ``np.linspace(w_min, w_max, n)`` in that order,
+  ``n`` their number (oldest ``w_min``, newest ``w_max``; a single interaction ``w_min``); the
+  weight is the entry of the user's vector (``get_rating_matrix``'s ``index_put_``: for an item
+  met twice the entry written last, the newer one's, on a CPU; PyTorch leaves repeated indices
+  unspecified). Only the order of the interactions enters, not the time between them, so
+  timestamps are not needed: a row's history is already in time order, oldest first.
+- The harness's mapping: the user's interactions are a row's items. Training: its history then,
+  with ``train_vector = "history+target"``, its target as the newest (so the target weighs
+  ``w_max``, or ``w_min`` when it is the row's only item); ``"history"``: the history alone.
+  Scoring: the history alone (its newest item weighs ``w_max``). The weights are
+  ``np.linspace`` itself, tabulated once per length (:func:`recency_weights`); an item met twice
+  takes the larger weight, which is the newer one's since ``w_min <= w_max``.
+
+RecBole's own ``time-aware`` path reads a time column from its Dataset, which rows do not have,
+so RecBole's flag stays off and the adapter builds the weighted vector itself.
 """
 
 from __future__ import annotations
 
 import types
 from dataclasses import dataclass
+from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -47,7 +68,8 @@ TRAIN_VECTORS = ("history+target", "history")
 
 @dataclass
 class DiffRecConfig:
-    """RecBole's DiffRec.yaml defaults, plus what the training vector holds."""
+    """RecBole's DiffRec.yaml defaults, plus what the training vector holds and whether its
+    entries are T-DiffRec's recency weights."""
 
     noise_schedule: str = "linear"
     noise_scale: float = 0.001
@@ -65,6 +87,14 @@ class DiffRecConfig:
     mlp_act_func: str = "tanh"
     norm: bool = False
     train_vector: str = "history+target"
+    time_aware: bool = False  # RecBole's "time-aware" (T-DiffRec), the weights built here
+    w_min: float = 0.1  # weight of the oldest item (DiffRec.yaml)
+    w_max: float = 1.0  # weight of the newest item (DiffRec.yaml)
+
+    #: options added after records existed: out of the config hash while at their defaults
+    HASHED_IF_SET: ClassVar[tuple[str, ...]] = ("time_aware", "w_min", "w_max")
+    #: fields of the harness's, not passed to RecBole as they are
+    HARNESS_FIELDS: ClassVar[tuple[str, ...]] = ("train_vector", "time_aware", "w_min", "w_max")
 
     def __post_init__(self) -> None:
         self.dims_dnn = tuple(int(d) for d in self.dims_dnn)
@@ -78,11 +108,26 @@ class DiffRecConfig:
                              f"got {self.sampling_steps}")
         if not self.dims_dnn or min(self.dims_dnn) < 1:
             raise ValueError(f"dims_dnn must be positive layer sizes, got {self.dims_dnn}")
+        if not 0.0 <= self.w_min <= self.w_max:
+            raise ValueError(f"need 0 <= w_min <= w_max, got w_min={self.w_min}, "
+                             f"w_max={self.w_max}")
 
     def recbole_params(self) -> dict:
-        params = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "train_vector"}
+        """RecBole's DiffRec parameters; its ``time-aware`` stays off (see the module docstring)."""
+        params = {k: getattr(self, k) for k in self.__dataclass_fields__
+                  if k not in self.HARNESS_FIELDS}
         params["dims_dnn"] = list(self.dims_dnn)
-        return {**params, "time-aware": False, "w_max": 1.0, "w_min": 0.1}
+        return {**params, "time-aware": False, "w_max": self.w_max, "w_min": self.w_min}
+
+
+def recency_weights(max_len: int, w_min: float, w_max: float) -> Tensor:
+    """T-DiffRec's weights by length: [max_len + 1, max_len] float32, row ``n`` holding
+    ``np.linspace(w_min, w_max, n)`` (RecBole's weights of ``n`` interactions, oldest first) in
+    its first ``n`` columns and zeros after."""
+    table = np.zeros((max_len + 1, max_len))
+    for n in range(1, max_len + 1):
+        table[n, :n] = np.linspace(w_min, w_max, n)
+    return torch.from_numpy(table).float()  # float64 -> float32, as RecBole's FloatTensor
 
 
 class _NoStoredHistories(ModelDataset):
@@ -223,14 +268,28 @@ class DiffRec(SequentialRecommender):
                 net.register_buffer(name, value)
         self.net = accelerate(net)
         self.net.mlp.forward = types.MethodType(dnn_forward, self.net.mlp)
+        if config.time_aware:  # not in the state dict: a function of the config
+            self.register_buffer("recency", recency_weights(SEQ_LEN + 1, config.w_min,
+                                                            config.w_max), persistent=False)
 
     def multi_hot(self, history: Tensor, target: Tensor | None = None) -> Tensor:
-        """[B, n_items + 1] in RecBole's columns (column 0, the pad, stays 0)."""
+        """[B, n_items + 1] in RecBole's columns (column 0, the pad, stays 0): ones, or with
+        ``time_aware`` each item's recency weight, the target (when given) the newest item."""
         ids = to_recbole(history, self.n_items)
         if target is not None:
             ids = torch.cat([ids, to_recbole(target, self.n_items).unsqueeze(1)], dim=1)
         x = torch.zeros(ids.shape[0], self.n_items + 1, device=ids.device)
-        x.scatter_(1, ids, 1.0)
+        if not self.config.time_aware:
+            x.scatter_(1, ids, 1.0)
+        else:
+            if ids.shape[1] > self.recency.shape[1]:
+                raise ValueError(f"time_aware DiffRec takes rows of at most {SEQ_LEN} history "
+                                 f"items, got {history.shape[1]}")
+            real = ids != 0  # [B, L]
+            pos = real.cumsum(1) - 1  # place among the row's items, oldest 0
+            n = real.sum(1, keepdim=True)  # [B, 1]
+            w = self.recency[n, pos.clamp(min=0)]  # [B, L]; pads land in column 0
+            x.scatter_reduce_(1, ids, w, reduce="amax")
         x[:, 0] = 0.0
         return x
 

@@ -290,6 +290,92 @@ def test_diffrec_training_vector_holds_the_target_only_when_configured(monkeypat
     assert seen[0][0, 4] == 1 and seen[1][0, 4] == 1
 
 
+def test_diffrec_vectors_without_time_aware_are_ones_whatever_the_weights_are_set_to():
+    hist, target = torch.tensor([[3, 5, 3, 30], [30, 30, 30, 30]]), torch.tensor([7, 0])
+    torch.manual_seed(0)
+    vectors = [DiffRec(30, DiffRecConfig(**kw)).multi_hot(hist, t)
+               for kw in ({}, {"w_min": 0.5, "w_max": 2.0}) for t in (target, None)]
+    expect = torch.zeros(2, 31)
+    expect[0, [4, 6, 8]] = 1.0
+    expect[1, 1] = 1.0
+    assert torch.equal(vectors[0], expect) and torch.equal(vectors[2], expect)
+    expect[0, 8] = expect[1, 1] = 0.0
+    assert torch.equal(vectors[1], expect) and torch.equal(vectors[3], expect)
+    assert "recency" not in dict(DiffRec(30, DiffRecConfig()).named_buffers())
+
+
+def _recbole_t_diffrec_vectors(sequences: dict[int, list[int]], n_items: int) -> torch.Tensor:
+    """RecBole's own T-DiffRec user vectors ([users, n_items + 1]) for users 1.. whose
+    interactions (harness ids) are ``sequences``, oldest first: its ``build_histroy_items`` with
+    ``time-aware`` on a log given out of time order, then its ``get_rating_matrix``."""
+    import types
+
+    from recbole.data.interaction import Interaction
+    from recbole.model.abstract_recommender import AutoEncoderMixin
+
+    log = [(u, i + 1, float(t)) for u, items in sequences.items() for t, i in enumerate(items)]
+    log = log[::-1]  # RecBole sorts by time itself
+    inter = Interaction({"user_id": torch.tensor([u for u, _, _ in log]),
+                         "item_id": torch.tensor([i for _, i, _ in log]),
+                         "timestamp": torch.tensor([t for _, _, t in log])})
+    dataset = types.SimpleNamespace(inter_feat=inter, time_field="timestamp", uid_field="user_id",
+                                    iid_field="item_id", user_num=len(sequences) + 1)
+    net = types.SimpleNamespace(time_aware=True, w_min=0.1, w_max=1.0, device="cpu",
+                                n_items=n_items + 1)
+    compat.recbole_models().DiffRec.build_histroy_items(net, dataset)
+    return AutoEncoderMixin.get_rating_matrix(net, torch.arange(1, len(sequences) + 1))
+
+
+@pytest.mark.filterwarnings("ignore:__array_wrap__:DeprecationWarning")  # RecBole's numpy calls
+def test_diffrec_time_aware_vectors_are_recboles_t_diffrec_vectors():
+    torch.manual_seed(0)
+    model = DiffRec(30, DiffRecConfig(time_aware=True))
+    pad = 30
+    # row 0: history 3 5 3, target 7 (3 met twice); row 1: no history, target 0; row 2: 9 alone
+    hist = torch.tensor([[3, 5, 3, pad], [pad, pad, pad, pad], [9, pad, pad, pad]])
+    target = torch.tensor([7, 0, 4])
+    train = model.multi_hot(hist, target)
+    assert torch.equal(train, _recbole_t_diffrec_vectors({1: [3, 5, 3, 7], 2: [0], 3: [9, 4]}, 30))
+    score = model.multi_hot(hist)
+    assert torch.equal(score, _recbole_t_diffrec_vectors({1: [3, 5, 3], 2: [], 3: [9]}, 30))
+    # by hand: np.linspace(0.1, 1, 4) = 0.1 0.4 0.7 1.0 over 3 5 3 7; the repeated 3 keeps 0.7
+    assert train[0, [4, 6, 8]].tolist() == pytest.approx([0.7, 0.4, 1.0])
+    assert train[1, 1].item() == pytest.approx(0.1)  # an item alone weighs w_min, as in RecBole
+    assert score[0, [6, 4]].tolist() == pytest.approx([0.55, 1.0])  # linspace(0.1, 1, 3) over 3 5 3
+    assert train[2, [10, 5]].tolist() == pytest.approx([0.1, 1.0])
+
+
+def test_diffrec_time_aware_weights_grow_with_recency_and_feed_both_paths(monkeypatch):
+    torch.manual_seed(0)
+    model = DiffRec(30, DiffRecConfig(time_aware=True, w_min=0.2, w_max=0.9,
+                                      train_vector="history"))
+    hist = torch.arange(10).unsqueeze(0)  # ten distinct items, oldest first
+    x = model.multi_hot(hist)
+    weights = x[0, 1:11]  # RecBole columns of items 0 .. 9
+    assert torch.all(weights[1:] > weights[:-1])
+    assert torch.equal(weights, torch.from_numpy(np.linspace(0.2, 0.9, 10)).float())
+    batch = Batch(hist, torch.tensor([10]), torch.tensor([20]))
+    assert torch.isfinite(model.calculate_loss(batch))
+    assert model.full_sort_predict(hist, batch.length).shape == (1, 30)
+    seen = []
+    monkeypatch.setattr(model.net, "calculate_loss", lambda inter: seen.append(
+        inter[model.net.USER_ID]) or torch.zeros(()))
+    model.calculate_loss(batch)
+    assert torch.equal(seen[0], x)  # "history": the target is left out, the weights the same
+    with pytest.raises(ValueError, match="w_min <= w_max"):
+        DiffRecConfig(time_aware=True, w_min=1.0, w_max=0.5)
+
+
+def test_diffrec_time_aware_settings_enter_the_config_hash_only_when_set():
+    from harness.run import hashed_fields
+    plain = hashed_fields(DiffRecConfig())
+    assert not {"time_aware", "w_min", "w_max"} & set(plain)
+    assert hashed_fields(DiffRecConfig(time_aware=True))["time_aware"] is True
+    assert hashed_fields(DiffRecConfig(w_max=2.0))["w_max"] == 2.0
+    params = DiffRecConfig(time_aware=True).recbole_params()
+    assert params["time-aware"] is False and not {"time_aware", "train_vector"} & set(params)
+
+
 def test_diffrec_loss_history_update_equals_recboles_element_by_element_loop():
     from baselines.compat import recbole_models
     from baselines.diffrec import update_lt_history
