@@ -38,12 +38,13 @@ ALPHA = 0.05
 #: seed of the Monte-Carlo sign flips, the same for every comparison (p does not depend on order)
 PERM_SEED = 0
 OURS = "dreamrec"
-#: rows reimplemented from their papers (no public code in the DreamRec or DROS releases)
-REIMPLEMENTED = ("ips", "adaranker")
+#: rows that are the harness's own code (no IPS or AdaRanker recommender in the DreamRec or DROS
+#: releases; the DreamRec release holds AdaRanker's modules and a propensity, unused)
+HARNESS_CODE = ("ips", "adaranker")
 
 
 def row_label(model: str) -> str:
-    return PAPER_NAMES.get(model, model) + (" ‡" if model in REIMPLEMENTED else "")
+    return PAPER_NAMES.get(model, model) + (" ‡" if model in HARNESS_CODE else "")
 
 
 @dataclass
@@ -340,10 +341,12 @@ def footnotes(t: Table) -> list[str]:
         notes.append(f"{d}, most-popular reference (the same list for every row, by training-"
                      f"target counts; no training): HR@20 {100 * ref['hr@20']:.2f}, NDCG@20 "
                      f"{100 * ref['ndcg@20']:.2f}.")
-    if any(m in REIMPLEMENTED for m in t.models):
-        notes.append("‡ Reimplemented from the paper by this harness (neither the DreamRec nor "
-                     "the DROS code release contains it); see baselines/ips.py and "
-                     "baselines/adaranker.py for what each covers.")
+    if any(m in HARNESS_CODE for m in t.models):
+        notes.append("‡ The harness's own code: neither the DreamRec nor the DROS release has an "
+                     "IPS or an AdaRanker recommender (the DreamRec release holds AdaRanker's "
+                     "NeuProcessEncoder and MemoryUnit modules and a popularity propensity, all "
+                     "unused); see baselines/ips.py and baselines/adaranker.py for where each "
+                     "part comes from.")
     for d in t.datasets:
         if d not in t.sequences and any(c.dataset == d for c in t.comparisons.values()):
             notes.append(f"{d}: no † test: its test rows' sequences come from its files or from "
@@ -431,7 +434,8 @@ TEX_NO_RESULT = "--"  # a cell without a result (not run, failed, data missing; 
 
 
 def _tex_label(model: str) -> str:
-    return _tex_escape(PAPER_NAMES.get(model, model)) + (r"$^\ddagger$" if model in REIMPLEMENTED else "")
+    mark = r"$^\ddagger$" if model in HARNESS_CODE else ""
+    return _tex_escape(PAPER_NAMES.get(model, model)) + mark
 
 
 def _tex_tabular(datasets: list[str], rows: list[list[str]], last: list[str] | None) -> list[str]:
