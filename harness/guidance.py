@@ -30,22 +30,12 @@ from harness import cli, store
 from harness.data import DATASETS, check_dataset_name, load_dataset
 from harness.errors import HarnessError
 from harness.models import get_model
-from harness.run import parse_overrides, pick_device, record_base
+from harness.run import parse_overrides, pick_device, record_base, w_name, w_variants
 from harness.stats import format_mean_std
-from harness.train import EvalVariant, train
+from harness.train import train
 
 SCHEMA = 1
 METRICS = ("hr@20", "ndcg@20")
-
-
-def w_name(w: float) -> str:
-    return f"w={w:g}"
-
-
-def guided(w: float):
-    def score_fn(model):
-        return lambda h, ln, g: model.item_scores(model.generate(h, ln, g, w=w))
-    return score_fn
 
 
 def seed_path(results_dir: Path, dataset: str, seed: int) -> Path:
@@ -62,7 +52,7 @@ def run_seed(spec, splits, model_cfg, train_cfg, seed: int, device, base: dict[s
     own = model_cfg.w
     torch.manual_seed(seed)
     model = spec.build(splits.n_items, model_cfg)
-    variants = [EvalVariant(w_name(w), guided(w)) for w in ws if w != own]
+    variants = w_variants(ws, own)
     ckpt = store.checkpoint_path(results_dir, dataset, "dreamrec-guidance", seed)
     key = f"{chash}:guidance:{','.join(v.name for v in variants)}"
     result = train(model, splits, train_cfg, seed, device, progress=False,

@@ -26,7 +26,7 @@ from harness.errors import HarnessError
 from harness.evaluate import ModelOutputError
 from harness.stats import format_mean_std
 from harness.models import MODELS, ModelSpec, get_model
-from harness.train import TrainConfig, TrainingDiverged, TrainResult, train
+from harness.train import EvalVariant, TrainConfig, TrainingDiverged, TrainResult, train
 
 SUMMARY_METRICS = ("hr@10", "ndcg@10", "hr@20", "ndcg@20", "hr@50", "ndcg@50")
 SELECTION = {
@@ -81,10 +81,27 @@ def record_base(spec: ModelSpec, dataset: str, splits: SequenceSplits, model_cfg
             "versions": store.package_versions(), "git": store.git_state()}, chash
 
 
+def w_name(w: float) -> str:
+    """The name of DreamRec's evaluation variant with guidance strength ``w``."""
+    return f"w={w:g}"
+
+
+def guided(w: float):
+    """DreamRec scored with guidance strength ``w`` (generation only: no retraining)."""
+    def score_fn(model):
+        return lambda h, ln, g: model.item_scores(model.generate(h, ln, g, w=w))
+    return score_fn
+
+
+def w_variants(ws: list[float], own: float) -> list[EvalVariant]:
+    """Evaluation variants for the guidance strengths ``ws`` other than the config's own."""
+    return [EvalVariant(w_name(w), guided(w)) for w in ws if w != own]
+
+
 def run_seed(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, train_cfg: TrainConfig,
              seed: int, device: torch.device, protocols: list[str], base: dict[str, Any],
              paths: dict[str, Path], progress: bool, state_file: Path | None = None,
-             checkpoint: Path | None = None) -> str:
+             checkpoint: Path | None = None, variants: list[EvalVariant] | None = None) -> str:
     """Train one seed and write one record per protocol; returns "ok" or "failed".
 
     ``base`` carries the run's identity and provenance, captured once when the command started
@@ -92,7 +109,9 @@ def run_seed(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, train_cfg:
     With ``state_file`` the validation-selected model state is saved there too. With
     ``checkpoint`` the run saves its state there at each evaluation and resumes from it when
     restarted (the file, and the folders it leaves empty, are removed once the records are
-    written).
+    written). ``variants`` are selected beside the run (each on validation, by the run's own
+    rule) and recorded under the record's ``variants``; training then goes on until every
+    variant has stopped, so the record's ``history`` is longer than a plain run's.
     """
     torch.manual_seed(seed)  # model initialisation and dropout
     model = spec.build(splits.n_items, model_cfg)
@@ -104,7 +123,9 @@ def run_seed(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, train_cfg:
                        published="published" in protocols, progress=progress,
                        desc=f"{spec.name}/{base['dataset']} seed {seed}", log_evals=not progress,
                        checkpoint=checkpoint,
-                       checkpoint_key=f"{base['config_hash']}:{'+'.join(protocols)}")
+                       checkpoint_key=f"{base['config_hash']}:{'+'.join(protocols)}"
+                       + "".join(f":{v.name}" for v in variants or []),
+                       variants=variants)
     except (TrainingDiverged, ModelOutputError) as e:  # NaN loss or NaN/inf scores
         with execute.deferred():
             for p in protocols:
@@ -136,10 +157,15 @@ def _record(common: dict[str, Any], protocol: str, r: TrainResult, total_s: floa
         assert r.published is not None
         epoch, test = r.published[0], r.published[1].metrics
         val = next(e["val"] for e in r.history if e["epoch"] == epoch)
-    return dict(common, protocol=protocol, status="ok", error=None,
-                selection=SELECTION[protocol], selected_epoch=epoch, best_val_epoch=r.best_epoch,
-                epochs_run=r.epochs_run, val=val, test=test, history=r.history,
-                wall=dict(r.wall, total_s=total_s))
+    out = dict(common, protocol=protocol, status="ok", error=None,
+               selection=SELECTION[protocol], selected_epoch=epoch, best_val_epoch=r.best_epoch,
+               epochs_run=r.epochs_run, val=val, test=test, history=r.history,
+               wall=dict(r.wall, total_s=total_s))
+    if r.variants:  # each validation-selected by the run's own rule, test once on its state
+        out["variants"] = {name: {"selected_epoch": v.best_epoch, "stop_epoch": v.stop_epoch,
+                                  "val": v.val.metrics, "test": v.test.metrics}
+                           for name, v in r.variants.items()}
+    return out
 
 
 def _ranks(protocol: str, r: TrainResult) -> np.ndarray:
@@ -198,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also keep each seed's validation-selected model state under "
                     "$HARNESS_MODEL_DIR (default: .cache/models/), keyed by the config hash; "
                     "python -m harness.sampling evaluates such states without retraining")
+    ap.add_argument("--w-variants", default=None, metavar="W1,W2,...",
+                    help="DreamRec: also select each of these guidance strengths on validation "
+                    "as a run of its own would (w enters generation only: one training serves "
+                    "them all) and record them under the record's variants (harness.tune uses "
+                    "this); training goes on until every w has stopped")
     ap.add_argument("--no-progress", action="store_true",
                     help="no progress bars: one line per evaluation on stderr instead")
     ap.add_argument("--no-summary", action="store_true",
@@ -256,6 +287,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
     if args.mask_history:
         overrides["mask_history"] = "true"
     spec.configs(args.dataset, overrides, args.config)  # settings fail before the data loads
+    parse_w_variants(args.w_variants, args.model)
     pick_device(args.device)
     splits = load_dataset(args.dataset, args.data_dir)
     prep = resolve(spec, args.dataset, splits, overrides, args.config, Path(args.results_dir))
@@ -264,6 +296,21 @@ def prepare(args: argparse.Namespace) -> Prepared:
         store.check_writable(store.default_model_dir(), "the model folder",
                              "point $HARNESS_MODEL_DIR at a writable folder")
     return prep
+
+
+def parse_w_variants(text: str | None, model: str) -> list[float]:
+    """The guidance strengths of ``--w-variants`` (empty when not given)."""
+    if text is None:
+        return []
+    if model != "dreamrec":
+        raise HarnessError(f"--w-variants is DreamRec's (guidance strength); {model} has none")
+    try:
+        ws = sorted({float(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise HarnessError(f"--w-variants takes comma-separated numbers, got {text!r}") from None
+    if not ws or min(ws) < 0:
+        raise HarnessError(f"--w-variants takes guidance strengths >= 0, got {text!r}")
+    return ws
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -319,7 +366,9 @@ def command(args: argparse.Namespace, progress: dict[str, int] | None = None) ->
             status = run_seed(spec, prep.splits, prep.model_cfg, prep.train_cfg, seed, device,
                               protocols, prep.base, paths, progress=not args.no_progress,
                               state_file=state_file,
-                              checkpoint=store.checkpoint_path(home, args.dataset, spec.name, seed))
+                              checkpoint=store.checkpoint_path(home, args.dataset, spec.name, seed),
+                              variants=w_variants(parse_w_variants(args.w_variants, args.model),
+                                                  prep.model_cfg.w) if args.w_variants else None)
         except OSError as e:  # a full disk, a folder gone read-only: the files before stay whole
             where = f" {e.filename}" if e.filename else ""
             print(f"error: cannot write{where} ({e.strerror or e}); free space or pass another "

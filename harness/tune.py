@@ -1,22 +1,45 @@
-"""``python -m harness.tune``: grid search on validation, one ``harness.run`` per grid point.
+"""``python -m harness.tune``: validation-only tuning, one ``harness.run`` per trial.
 
-Example: ``python -m harness.tune --model sasrec --dataset zhihu`` searches the paper's grid,
-learning rate {1e-2, 5e-3, 1e-3, 5e-4, 1e-4, 5e-5} x L2 (AdamW weight decay) {1e-3 ... 1e-7}
-(DreamRec: learning rate only, as in the paper); ``--grid KEY=V1,V2`` replaces one axis or adds
-another (``--grid lr=1e-2,1e-3 --grid schedule=exp,linear``). Every grid point is trained with the
-validation protocol into ``<results>/tuning/<dataset>/<model>/<point>/`` (finished points are
-skipped on a rerun), ``<results>/tuning/<dataset>-<model>.md`` lists the validation metrics of
-every point and the point chosen by validation NDCG@20 (ties by HR@20), and the chosen settings
-are written into the model's config file, or the file given with ``--config``
-(``--no-write-config`` leaves it); other ``--set`` values the trials ran with are named in the
-file's header but not written. Test metrics play no part in the choice.
+By default (``--auto``) it applies the harness's one tuning rule, the same for every model and
+dataset (``python -m harness.tune --model sasrec --dataset zhihu``):
 
-``--jobs N`` trains N grid points at once (default: one per core), each in its own process
-(its output in ``<results>/logs/tuning/<dataset>/<model>/<point>.log``, git-ignored): on a CPU
-the cores are shared out (one torch thread each unless ``--threads`` says otherwise), on one GPU
-several small trials share it; ``--jobs 1`` trains in this process. Every point's settings, the
-data and the output folders are checked before any training starts. One SIGINT/SIGTERM stops
-the search and every trial in progress (each keeps its checkpoint); the same command resumes.
+1. **Learning rate** over the paper's values {1e-2, 5e-3, 1e-3, 5e-4, 1e-4, 5e-5}, searched from
+   {1e-2, 1e-3, 1e-4} outward: whenever the best learning rate tried is on an edge of what was
+   tried, the next paper value beyond it is tried, until the best is interior or the paper's
+   grid ends. The baselines run it at weight decay 1e-6, DreamRec at T = 500 (fixed, so that
+   a rerun finds the same trials after the config file was rewritten); the other settings are
+   the config file's.
+2. **Weight decay** (the baselines; DreamRec takes none, as in the paper) at the chosen learning
+   rate: {1e-6, 1e-4}, then the one paper value beyond the better of the two (1e-7 beyond 1e-6,
+   1e-3 beyond 1e-4).
+3. **DreamRec**: the number of diffusion steps T in {50, 200, 500, 1000} at the chosen learning
+   rate. Every DreamRec trial also scores the guidance strengths w in {0, 2, 4, 6, 8, 10}
+   without retraining (evaluation variants, each selected on validation as a run of its own
+   would be; the trial itself runs with w = 2); a trial's value is that of its best w, and the
+   chosen config takes that w.
+
+A trial is one seed (seed 0) trained to its own early stop with the config's epochs, patience
+and evaluation cadence; none is pruned. Trials are ranked by validation NDCG@20 (ties by HR@20):
+test metrics are never read (the records also hold them, under both protocols, so that the
+winning trial can serve as the config's seed-0 run). Trials within one seed's standard
+deviation of the best (measured over the model's recorded seeds on the same dataset) are
+reported as ties. The chosen values are written into the config file; when the winning trial
+ran with exactly the config's settings and no evaluation variants, its records become the
+config's seed-0 records (the same config hash), not trained again.
+
+``--grid KEY=V1,V2`` instead searches a plain grid (every combination; ``--grid`` replaces or
+adds an axis of the paper's grid, learning rate x L2 {1e-3 ... 1e-7}).
+
+Every trial goes to ``<results>/tuning/<dataset>/<model>/<point>/`` (finished trials are skipped
+on a rerun), ``<results>/tuning/<dataset>-<model>.md`` lists every trial with its stage, its
+validation metrics and its run time, and the chosen settings are written into the model's config
+file, or the file given with ``--config`` (``--no-write-config`` leaves it).
+
+``--jobs N`` trains N trials of a stage at once (default: one per core), each in its own process
+(its output in ``<results>/logs/tuning/<dataset>/<model>/<point>.log``, git-ignored); ``--jobs 1``
+trains in this process. Every trial's settings, the data and the output folders are checked
+before it trains. One SIGINT/SIGTERM stops the search and every trial in progress (each keeps
+its checkpoint); the same command resumes.
 """
 
 from __future__ import annotations
@@ -24,8 +47,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tabulate import tabulate
@@ -36,6 +62,35 @@ from harness.models import get_model, render_config
 
 PAPER_GRID = {"lr": ["1e-2", "5e-3", "1e-3", "5e-4", "1e-4", "5e-5"],
               "weight_decay": ["1e-3", "1e-4", "1e-5", "1e-6", "1e-7"]}
+RULE_LR_START = ["1e-2", "1e-3", "1e-4"]
+RULE_WD_START = ["1e-6", "1e-4"]
+RULE_TIMESTEPS = ["50", "200", "500", "1000"]
+RULE_W = [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+# where the learning-rate stage starts, fixed so that a rerun after the config file was
+# rewritten finds the same trials: the baselines' weight decay, DreamRec's T (the official
+# presets' for yc and zhihu) and the w a DreamRec trial runs with (every w is scored anyway)
+RULE_WD_FIXED = "1e-6"
+RULE_T_FIXED = "500"
+RULE_OWN_W = "2"
+TUNING_SEED = 0
+
+
+def paper_value(x: float) -> str:
+    """A learning rate or weight decay as the paper writes it: 1e-3, 5e-4."""
+    mantissa, exp = f"{x:.0e}".split("e")
+    return f"{mantissa}e{int(exp)}"
+
+
+def beyond(grid: list[str], tried: list[str], best: str) -> str | None:
+    """The value of ``grid`` (ordered) just beyond ``best`` when ``best`` is on an edge of
+    ``tried`` and that value is untried; None when ``best`` is interior or the grid ends."""
+    pos = sorted(grid.index(v) for v in tried)
+    at = grid.index(best)
+    if at == pos[0] and at > 0 and grid[at - 1] not in tried:
+        return grid[at - 1]
+    if at == pos[-1] and at + 1 < len(grid) and grid[at + 1] not in tried:
+        return grid[at + 1]
+    return None
 
 
 def parse_grid(items: list[str], model: str = "") -> dict[str, list[str]]:
@@ -66,18 +121,23 @@ def _model_part_of_header(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m harness.tune",
-        description="Grid search on validation, one harness.run per grid point; any other "
-        "harness.run option (--set, --config, --data-dir, ...) is passed to every trial. "
-        "Example: python -m harness.tune --model sasrec --dataset zhihu --grid lr=1e-2,1e-3")
+        description="Validation-only tuning by the harness's rule (learning rate from {1e-2, "
+        "1e-3, 1e-4} outward on the paper's grid, then weight decay; DreamRec: T and w), one "
+        "harness.run per trial; --grid searches a plain grid instead. Any other harness.run "
+        "option (--set, --config, --data-dir, ...) is passed to every trial. Example: "
+        "python -m harness.tune --model sasrec --dataset zhihu")
     ap.add_argument("--model", default="dreamrec", help="the model to tune (default: dreamrec)")
     ap.add_argument("--dataset", default="ml-100k", help="the dataset (default: ml-100k)")
+    ap.add_argument("--auto", action="store_true",
+                    help="the tuning rule (the default when no --grid is given)")
     ap.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
-                    help="replace or add one axis of the paper's grid (default grid: lr "
-                    + "{" + ", ".join(PAPER_GRID["lr"]) + "} x weight_decay {"
+                    help="search a plain grid instead of the rule: replace or add one axis of "
+                    "the paper's grid (lr {" + ", ".join(PAPER_GRID["lr"]) + "} x weight_decay {"
                     + ", ".join(PAPER_GRID["weight_decay"]) + "}; DreamRec: lr only)")
     ap.add_argument("--no-write-config", action="store_true",
                     help="do not write the chosen settings into the model's config file")
-    ap.add_argument("--seeds", type=int, default=1, help="seeds per grid point (default: 1)")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="seeds per trial with --grid (default: 1; the rule uses one seed)")
     ap.add_argument("--results-dir", default="results",
                     help="trials go to <results-dir>/tuning/<dataset>/<model>/<point>/ "
                     "(default: results/)")
@@ -87,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="torch CPU threads per trial (default: the cores shared out among "
                     "--jobs)")
     ap.add_argument("--jobs", type=int, default=None,
-                    help="grid points trained at once, each in its own process (default: one "
-                    f"per core, here {execute.default_jobs()}; 1 trains in this process)")
+                    help="trials trained at once, each in its own process (default: one per "
+                    f"core, here {execute.default_jobs()}; 1 trains in this process)")
     return ap
 
 
@@ -96,53 +156,67 @@ def main(argv: list[str] | None = None) -> int:
     return execute.stoppable(lambda progress: command(argv, progress))
 
 
-def command(argv: list[str] | None, progress: dict[str, int]) -> int:
-    """:func:`main` without the signal handling; ``progress`` counts the grid points finished
-    and left, as they change."""
-    args, passthrough = build_parser().parse_known_args(argv)
-    store.git_state()
-    try:
-        spec = get_model(args.model)
-        grid = parse_grid(args.grid, args.model)
-        if args.jobs is not None and args.jobs < 1 or args.seeds < 1:
-            raise HarnessError("--jobs and --seeds must be >= 1")
-        if args.threads is not None and args.threads < 1:
-            raise HarnessError(f"--threads must be >= 1, got {args.threads} (leave it out to "
-                               f"share the cores among --jobs)")
-        given = run.build_parser().parse_known_args(passthrough)[0]  # the trials' --set/--config
-        keys = list(grid)
-        points = [(",".join(f"{k}={v}" for k, v in zip(keys, values)), values)
-                  for values in itertools.product(*(grid[k] for k in keys))]
-        jobs = args.jobs or execute.default_jobs()
-        root = Path(args.results_dir) / "tuning" / args.dataset / args.model
-        logs = Path(args.results_dir) / "logs" / "tuning" / args.dataset / args.model
-        threads = args.threads or max(1, len(os.sched_getaffinity(0)) // jobs)
-        trials = {}
-        for point, values in points:  # a broken config, grid value or folder fails before training
-            sets = [x for k, v in zip(keys, values) for x in ("--set", f"{k}={v}")]
-            argv_ = ["--model", args.model, "--dataset", args.dataset, "--seeds",
-                     str(args.seeds), "--results-dir", str(root / point), "--device",
-                     args.device, "--threads", str(threads), "--no-progress", "--no-summary",
-                     *sets, *passthrough, *(["--data-dir", args.data_dir] if args.data_dir else [])]
-            trials[point] = (argv_, run.prepare(run.build_parser().parse_args(argv_)))
-        if jobs > 1:
-            store.check_writable(logs, "--results-dir")
-    except HarnessError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    progress["left"] = len(points)
-    if jobs == 1:
-        for point, _ in points:
-            rc = run.command(run.build_parser().parse_args(trials[point][0]))
-            if rc == 2:
-                return 2  # bad input: run.command said why
-            progress["finished"] += 1
-            progress["left"] -= 1
-    else:
-        todo = [execute.Job(point, trials[point][0], logs / f"{point}.log") for point, _ in points]
-        print(f"{len(points)} grid points, {jobs} at a time ({threads} CPU thread(s) each); "
-              f"logs in {logs}/", file=sys.stderr)
-        outcome = execute.run_jobs(todo, jobs, desc="grid points")
+@dataclass
+class Trial:
+    """One trial: its point (``{key: value text}``), stage, argv and checked invocation."""
+
+    point: dict[str, str]
+    stage: str
+    argv: list[str]
+    prep: Any
+
+    @property
+    def name(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.point.items())
+
+
+class Search:
+    """Trials of one model x dataset: prepared (checked) before they train, run stage by stage,
+    and read back from their validation records."""
+
+    def __init__(self, args: argparse.Namespace, passthrough: list[str], progress: dict) -> None:
+        self.args, self.passthrough, self.progress = args, passthrough, progress
+        self.jobs = args.jobs or execute.default_jobs()
+        self.root = Path(args.results_dir) / "tuning" / args.dataset / args.model
+        self.logs = Path(args.results_dir) / "logs" / "tuning" / args.dataset / args.model
+        self.threads = args.threads or max(1, len(os.sched_getaffinity(0)) // self.jobs)
+        self.trials: dict[str, Trial] = {}
+        self.seeds = args.seeds
+        self.extra: list[str] = []
+
+    def trial(self, point: dict[str, str], stage: str) -> Trial:
+        """The trial of ``point`` (made and checked once; HarnessError on bad input)."""
+        name = ",".join(f"{k}={v}" for k, v in point.items())
+        if name in self.trials:
+            return self.trials[name]
+        args = self.args
+        sets = [x for k, v in point.items() for x in ("--set", f"{k}={v}")]
+        argv = ["--model", args.model, "--dataset", args.dataset, "--seeds", str(self.seeds),
+                "--results-dir", str(self.root / name), "--device", args.device, "--threads",
+                str(self.threads), "--no-progress", "--no-summary", *self.extra, *sets,
+                *self.passthrough, *(["--data-dir", args.data_dir] if args.data_dir else [])]
+        t = Trial(point, stage, argv, run.prepare(run.build_parser().parse_args(argv)))
+        self.trials[name] = t
+        return t
+
+    def run(self, trials: list[Trial]) -> int | None:
+        """Train the trials that are not finished; an exit code when the search must stop."""
+        self.progress["left"] += len(trials)
+        if self.jobs == 1:
+            for t in trials:
+                rc = run.command(run.build_parser().parse_args(t.argv))
+                if rc == 2:
+                    return 2  # bad input: run.command said why
+                self.progress["finished"] += 1
+                self.progress["left"] -= 1
+            return None
+        store.check_writable(self.logs, "--results-dir")
+        todo = [execute.Job(t.name, t.argv, self.logs / f"{t.name}.log") for t in trials]
+        print(f"{len(todo)} trial(s), {self.jobs} at a time ({self.threads} CPU thread(s) each); "
+              f"logs in {self.logs}/", file=sys.stderr)
+        outcome = execute.run_jobs(todo, self.jobs, desc="trials")
+        self.progress["finished"] += len(outcome.done)
+        self.progress["left"] -= len(outcome.done)
         if outcome.signum is not None:
             print(outcome.interrupted_line(), file=sys.stderr)
             return 128 + outcome.signum
@@ -151,48 +225,248 @@ def command(argv: list[str] | None, progress: dict[str, int]) -> int:
             why = execute.last_error(o.job.log)
             print(f"error: trial {o.job.name} failed (exit {o.exit}): "
                   f"{why or 'no error line'}; its log: {o.job.log}", file=sys.stderr)
-        if refused:
-            return 2
-    rows, best = [], None
-    for point, values in points:
-        prep = trials[point][1]
-        recs = [store.read_record(store.record_path(prep.home, args.dataset, args.model,
-                                                    "validation", s)) for s in range(args.seeds)]
-        ok = [r for r in recs if r and r["status"] == "ok" and r["config_hash"] == prep.chash]
+        return 2 if refused else None
+
+    def records(self, t: Trial, protocol: str = "validation") -> list[dict[str, Any]]:
+        """The trial's finished records of its own config."""
+        recs = [store.read_record(store.record_path(t.prep.home, self.args.dataset,
+                                                    self.args.model, protocol, s))
+                for s in range(self.seeds)]
+        return [r for r in recs if r and r["status"] == "ok" and r["config_hash"] == t.prep.chash]
+
+    def score(self, t: Trial) -> tuple[tuple[float, float], str | None] | None:
+        """(val NDCG@20, val HR@20) of the trial, mean over its seeds, and the guidance
+        strength that gives it (DreamRec trials with w variants; else None); None if failed."""
+        ok = self.records(t)
         if not ok:
-            rows.append([*values, "failed", "failed", "—"])
-            continue
-        key = (np.mean([r["val"]["ndcg@20"] for r in ok]), np.mean([r["val"]["hr@20"] for r in ok]))
-        rows.append([*values, f"{key[0] * 100:.3f}", f"{key[1] * 100:.3f}",
-                     f"{np.mean([r['selected_epoch'] for r in ok]):.0f}"])
-        if best is None or key > best[0]:
-            best = (key, point)
-    table = tabulate(rows, headers=[*keys, "val NDCG@20 %", "val HR@20 %", "selected epoch"],
-                     tablefmt="github")
-    chosen = best[1] if best else "none (every point failed)"
-    cmd_text = (f"python -m harness.tune --model {args.model} --dataset {args.dataset} "
-               + " ".join(f"--grid {g}" for g in args.grid) + f" --seeds {args.seeds}")
+            return None
+        options = {None: [r["val"] for r in ok]}
+        if all("variants" in r for r in ok):
+            options = {run.w_name(ok[0]["config"]["model"]["w"]): [r["val"] for r in ok]}
+            for name in ok[0]["variants"]:
+                options[name] = [r["variants"][name]["val"] for r in ok]
+        best = max(options, key=lambda n: _key(options[n]))
+        return _key(options[best]), best
+
+
+def _key(vals: list[dict[str, float]]) -> tuple[float, float]:
+    return (float(np.mean([v["ndcg@20"] for v in vals])), float(np.mean([v["hr@20"] for v in vals])))
+
+
+def command(argv: list[str] | None, progress: dict[str, int]) -> int:
+    """:func:`main` without the signal handling; ``progress`` counts the trials finished and
+    left, as they change."""
+    args, passthrough = build_parser().parse_known_args(argv)
+    store.git_state()
+    try:
+        spec = get_model(args.model)
+        if args.jobs is not None and args.jobs < 1 or args.seeds < 1:
+            raise HarnessError("--jobs and --seeds must be >= 1")
+        if args.threads is not None and args.threads < 1:
+            raise HarnessError(f"--threads must be >= 1, got {args.threads} (leave it out to "
+                               f"share the cores among --jobs)")
+        if args.auto and args.grid:
+            raise HarnessError("--auto (the tuning rule) and --grid (a plain grid) exclude each "
+                               "other; give one")
+        given = run.build_parser().parse_known_args(passthrough)[0]  # the trials' --set/--config
+        for key in ("lr", "weight_decay", "timesteps", "w"):
+            if not args.grid and any(x.split("=", 1)[0].strip() == key for x in given.set):
+                raise HarnessError(f"--set {key}=... would fix a setting the tuning rule "
+                                   f"searches; leave it out or use --grid")
+        search = Search(args, passthrough, progress)
+        if args.grid:
+            return grid_search(search, spec, args, given)
+        return rule_search(search, spec, args, given)
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def grid_search(search: Search, spec, args, given) -> int:
+    """Every combination of the grid's values (``--grid``)."""
+    grid = parse_grid(args.grid, args.model)
+    keys = list(grid)
+    trials = [search.trial(dict(zip(keys, values)), "grid")
+              for values in itertools.product(*(grid[k] for k in keys))]
+    rc = search.run(trials)
+    if rc is not None:
+        return rc
     grid_text = " x ".join(f"{k} {{{', '.join(v)}}}" for k, v in grid.items())
+    cmd_text = (f"python -m harness.tune --model {args.model} --dataset {args.dataset} "
+                + " ".join(f"--grid {g}" for g in args.grid) + f" --seeds {args.seeds}")
+    return report(search, spec, args, given, trials, cmd_text, f"Grid: {grid_text}.", [])
+
+
+def rule_search(search: Search, spec, args, given) -> int:
+    """The tuning rule (module docstring), stage by stage; a rerun skips finished trials."""
+    search.seeds = 1
+    dreamrec = args.model == "dreamrec"
+    if dreamrec:
+        search.extra = ["--protocol", "both", "--set", f"w={RULE_OWN_W}", "--w-variants",
+                        ",".join(f"{w:g}" for w in RULE_W)]
+        fixed = {"timesteps": RULE_T_FIXED}
+    else:
+        search.extra = ["--protocol", "both"]
+        fixed = {"weight_decay": RULE_WD_FIXED}
+    done: list[Trial] = []
+
+    def stage(points: list[dict[str, str]], name: str) -> int | None:
+        trials = [search.trial(p, name) for p in points]
+        rc = search.run([t for t in trials if t not in done])
+        done.extend(t for t in trials if t not in done)
+        return rc
+
+    def best_of(trials: list[Trial]) -> Trial:
+        scored = [t for t in trials if search.score(t) is not None]
+        if not scored:
+            raise HarnessError(f"every trial of {args.model} on {args.dataset} failed; see "
+                               f"{search.root}/")
+        return max(scored, key=lambda t: search.score(t)[0])
+
+    lrs = list(RULE_LR_START)
+    rc = stage([{"lr": lr, **fixed} for lr in lrs], "lr")
+    while rc is None:
+        lr_trials = [search.trial({"lr": lr, **fixed}, "lr") for lr in lrs]
+        nxt = beyond(PAPER_GRID["lr"], lrs, best_of(lr_trials).point["lr"])
+        if nxt is None:
+            break
+        lrs.append(nxt)
+        rc = stage([{"lr": nxt, **fixed}], "lr (outward)")
+    if rc is not None:
+        return rc
+    lr = best_of([search.trial({"lr": v, **fixed}, "lr") for v in lrs]).point["lr"]
+    if dreamrec:
+        rc = stage([{"lr": lr, "timesteps": t} for t in RULE_TIMESTEPS], "T")
+        if rc is not None:
+            return rc
+    else:
+        wds = list(RULE_WD_START)
+        rc = stage([{"lr": lr, "weight_decay": wd} for wd in wds], "weight decay")
+        if rc is not None:
+            return rc
+        better = best_of([search.trial({"lr": lr, "weight_decay": wd}, "") for wd in wds])
+        nxt = beyond(PAPER_GRID["weight_decay"], wds, better.point["weight_decay"])
+        if nxt is not None:
+            rc = stage([{"lr": lr, "weight_decay": nxt}], "weight decay (beyond)")
+            if rc is not None:
+                return rc
+    rule = ("Rule: learning rate over the paper's values {" + ", ".join(PAPER_GRID["lr"])
+            + "} from {" + ", ".join(RULE_LR_START) + "} outward (the next paper value beyond "
+            "an edge best, until the best is interior or the grid ends), at "
+            + (f"T = {RULE_T_FIXED}" if dreamrec else f"weight decay {RULE_WD_FIXED}") + "; then "
+            + ("T in {" + ", ".join(RULE_TIMESTEPS) + "} at the chosen learning rate; every "
+               "trial scores w in {" + ", ".join(f"{w:g}" for w in RULE_W) + "} without "
+               "retraining (each w selected on validation as a run of its own)"
+               if dreamrec else "weight decay {" + ", ".join(RULE_WD_START) + "} at the chosen "
+               "learning rate and the paper value beyond the better")
+            + ". One seed per trial (seed 0), each trained to its own early stop; no pruning.")
+    cmd_text = f"python -m harness.tune --model {args.model} --dataset {args.dataset}"
+    return report(search, spec, args, given, done, cmd_text, rule, [])
+
+
+def seed_spread(results_dir: Path, dataset: str, model: str) -> tuple[float, int] | None:
+    """Sample std over seeds of validation NDCG@20 in the model's recorded runs on the dataset
+    (its configured records), and their count; None with fewer than two."""
+    vals = [r["val"]["ndcg@20"] for r in (store.read_record(p) for p in sorted(
+        store.records_dir(results_dir, dataset, model).glob("validation/seed*.json")))
+        if r and r.get("status") == "ok"]
+    return (float(np.std(vals, ddof=1)), len(vals)) if len(vals) >= 2 else None
+
+
+def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str, rule: str,
+           notes: list[str]) -> int:
+    """The tuning report, the chosen settings written into the config file, and the winning
+    trial's records taken as the config's seed-0 run when they are its own."""
+    scored = {t.name: search.score(t) for t in trials}
+    ok = [t for t in trials if scored[t.name] is not None]
+    best = max(ok, key=lambda t: scored[t.name][0]) if ok else None
+    spread = seed_spread(Path(args.results_dir), args.dataset, args.model)
+    keys = list(dict.fromkeys(k for t in trials for k in t.point))
+    dreamrec = any(scored[t.name] and scored[t.name][1] for t in ok)
+    rows, minutes = [], 0.0
+    for t in trials:
+        recs = search.records(t)
+        minutes += sum(r["wall"]["total_s"] for r in recs) / 60
+        sc = scored[t.name]
+        if sc is None:
+            rows.append([t.stage, *(t.point.get(k, "") for k in keys), "failed", "failed", "—",
+                         *([""] if dreamrec else []), "—", ""])
+            continue
+        tie = ""
+        if t is best:
+            tie = "chosen"
+        elif spread and scored[best.name][0][0] - sc[0][0] <= spread[0]:
+            tie = "tie (within one seed std)"
+        rows.append([t.stage, *(t.point.get(k, "") for k in keys), f"{sc[0][0] * 100:.3f}",
+                     f"{sc[0][1] * 100:.3f}",
+                     f"{np.mean([r['selected_epoch'] for r in recs]):.0f}",
+                     *([sc[1] or ""] if dreamrec else []),
+                     f"{sum(r['wall']['total_s'] for r in recs) / 60:.1f}", tie])
+    table = tabulate(rows, headers=["stage", *keys, "val NDCG@20 %", "val HR@20 %",
+                                    "selected epoch", *(["best w"] if dreamrec else []),
+                                    "minutes", ""], tablefmt="github", disable_numparse=True)
+    chosen = dict(best.point) if best else None
+    if chosen is not None and scored[best.name][1]:
+        chosen["w"] = scored[best.name][1].split("=", 1)[1]
+    spread_text = (f"One seed's noise: the sample std over seeds of validation NDCG@20 in the "
+                   f"{spread[1]} recorded runs of {args.model} on {args.dataset} is "
+                   f"{spread[0] * 100:.3f} points; trials within it of the chosen one are ties."
+                   if spread else "No recorded seeds of this model on this dataset: no seed "
+                   "spread to call ties by.")
+    chosen_text = (", ".join(f"{k}={v}" for k, v in chosen.items()) if chosen
+                   else "none (every trial failed)")
     text = (f"# Tuning {args.model} on {args.dataset} (validation only)\n\n"
-            f"Generated by `{cmd_text}`.\nGrid: {grid_text}.\n"
-            f"Validation metrics of the selected state, mean over {args.seeds} seed(s).\n\n"
-            f"{table}\n\nChosen by validation NDCG@20: **{chosen}**\n")
+            f"Generated by `{cmd_text}`.\n{rule}\n"
+            f"Validation metrics of the selected state, mean over {search.seeds} seed(s); "
+            f"test metrics play no part. {spread_text}\n\n{table}\n\n"
+            f"Chosen by validation NDCG@20: **{chosen_text}**\n\n"
+            f"Cost: {len(trials)} trials, {minutes:.0f} CPU-minutes by the records' own run "
+            f"times.\n" + "".join(f"\n{n}\n" for n in notes))
     out = Path(args.results_dir) / "tuning" / f"{args.dataset}-{args.model}.md"
+    if chosen and not args.no_write_config:
+        path = Path(given.config) if given.config else spec.config_path(args.dataset)
+        model_cfg, train_cfg = spec.configs(args.dataset, chosen, path)  # not the trials' --set
+        header = _model_part_of_header(path.read_text()) + (
+            f"[train]: {', '.join(f'{k} {v}' for k, v in chosen.items())} chosen on validation "
+            f"NDCG@20 by\n`{cmd_text}`\n(every trial in {out.as_posix()})"
+            + (f";\nthe trials also ran with --set {' --set '.join(given.set)}" if given.set
+               else "") + ".")
+        store.write_text(path, render_config(model_cfg, train_cfg, header))
+        print(f"wrote the chosen settings into {path}", file=sys.stderr)
+        if not given.config and not given.set:
+            reused = adopt_seed0(search, best, args)
+            if reused:
+                text += f"\nThe chosen trial's records are the config's seed-0 run: {reused}.\n"
     store.write_text(out, text)
     print(text)
-    if best and not args.no_write_config:
-        point = dict(kv.split("=", 1) for kv in best[1].split(","))
-        path = Path(given.config) if given.config else spec.config_path(args.dataset)
-        model_cfg, train_cfg = spec.configs(args.dataset, point, path)
-        header = _model_part_of_header(path.read_text()) + (
-            f"[train]: {', '.join(f'{k} {v}' for k, v in point.items())} chosen on validation "
-            f"NDCG@20 by\n`{cmd_text}`\n(grid: {grid_text}; every trial in {out.as_posix()})"
-            + (f";\nthe trials also ran with --set {' --set '.join(given.set)}" if given.set else "")
-            + ".")
-        text = render_config(model_cfg, train_cfg, header)
-        store.write_text(path, text)
-        print(f"wrote the chosen settings into {path}", file=sys.stderr)
     return 0
+
+
+def adopt_seed0(search: Search, best: Trial, args) -> str | None:
+    """Copy the winning trial's seed-0 records (both protocols) into the main records when
+    they are the config file's own run (same config hash, no evaluation variants); the
+    records of the config before move aside as every configured run moves them."""
+    prep = run.prepare(run.build_parser().parse_args(
+        ["--model", args.model, "--dataset", args.dataset, "--results-dir", args.results_dir,
+         *(["--data-dir", args.data_dir] if args.data_dir else [])]))
+    recs = {p: search.records(best, p) for p in store.PROTOCOLS}
+    if best.prep.chash != prep.chash or not all(recs.values()) or any(
+            "variants" in r for rs in recs.values() for r in rs):
+        return None
+    results_dir = Path(args.results_dir)
+    with execute.deferred():
+        store.set_aside(results_dir, args.dataset, args.model, prep.chash)
+        copied = []
+        for p in store.PROTOCOLS:
+            src = store.record_path(best.prep.home, args.dataset, args.model, p, TUNING_SEED)
+            dest = store.record_path(results_dir, args.dataset, args.model, p, TUNING_SEED)
+            if store.is_done(dest, prep.chash):
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src.with_suffix(".npz"), dest.with_suffix(".npz"))
+            shutil.copyfile(src, dest)
+            copied.append(dest.as_posix())
+    return ", ".join(copied) if copied else None
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from baselines.adaranker import AdaRanker, AdaRankerConfig
 from baselines.contract import Batch

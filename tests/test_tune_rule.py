@@ -1,0 +1,130 @@
+"""The tuning rule of ``harness.tune``: which trials it runs, what it chooses, what it writes.
+
+The trials' training is replaced by a stand-in that writes a record whose validation NDCG@20
+is a known function of the trial's settings, so the rule's decisions are checked exactly.
+"""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+import harness.models
+from harness import run, store, tune
+from harness.tune import beyond
+
+LR = tune.PAPER_GRID["lr"]
+WD = tune.PAPER_GRID["weight_decay"]
+
+
+@pytest.mark.parametrize("tried, best, expect", [
+    (["1e-2", "1e-3", "1e-4"], "1e-3", None),  # interior: done
+    (["1e-2", "1e-3", "1e-4"], "1e-2", None),  # the paper's grid ends above 1e-2
+    (["1e-2", "1e-3", "1e-4"], "1e-4", "5e-5"),  # lower edge: the next paper value
+    (["1e-2", "1e-3", "1e-4", "5e-5"], "5e-5", None),  # ... until the grid ends
+])
+def test_learning_rate_goes_outward_from_an_edge_until_interior_or_the_grids_end(tried, best, expect):
+    assert beyond(LR, tried, best) == expect
+
+
+@pytest.mark.parametrize("better, expect", [("1e-6", "1e-7"), ("1e-4", "1e-3")])
+def test_weight_decay_takes_the_paper_value_beyond_the_better_of_two(better, expect):
+    assert beyond(WD, ["1e-6", "1e-4"], better) == expect
+
+
+def fake_runs(monkeypatch, value, calls):
+    """harness.run.command replaced: each trial's record, val NDCG@20 = value(settings)."""
+    def command(args, progress=None):
+        prep = run.prepare(args)
+        train_cfg = prep.train_cfg
+        if store.is_done(store.record_path(prep.home, args.dataset, args.model, "published", 0),
+                         prep.chash):
+            return 0  # finished: skipped, as harness.run skips it
+        calls.append((train_cfg.lr, train_cfg.weight_decay))
+        ndcg = value(train_cfg.lr, train_cfg.weight_decay)
+        for protocol in ("validation", "published"):
+            path = store.record_path(prep.home, args.dataset, args.model, protocol, 0)
+            rec = dict(prep.base, seed=0, schema=store.SCHEMA, protocol=protocol, status="ok",
+                       error=None, selected_epoch=3, val={"ndcg@20": ndcg, "hr@20": 2 * ndcg},
+                       test={"ndcg@20": 0.5, "hr@20": 0.5}, wall={"total_s": 60.0})
+            store.write_record(path, rec, np.zeros(3, dtype=np.int64))
+        return 0
+    monkeypatch.setattr(run, "command", command)
+
+
+@pytest.fixture
+def configs(tmp_path, monkeypatch):
+    shutil.copytree(harness.models.CONFIG_DIR, tmp_path / "configs")
+    monkeypatch.setattr(harness.models, "CONFIG_DIR", tmp_path / "configs")
+    return tmp_path / "configs"
+
+
+def test_the_rule_runs_its_stages_chooses_on_validation_and_adopts_seed0(tmp_path, configs,
+                                                                          monkeypatch):
+    # best learning rate at the lower edge (5e-5 tried next, best there too), weight decay
+    # best at 1e-4 (so 1e-3 is tried beyond it)
+    def value(lr, wd):
+        return 0.1 - abs(math.log10(lr) - math.log10(5e-5)) / 100 - abs(
+            math.log10(wd) + 4) / 1000
+    calls = []
+    fake_runs(monkeypatch, value, calls)
+    res = tmp_path / "res"
+    assert tune.main(["--model", "gru4rec", "--dataset", "ml-100k", "--results-dir", str(res),
+                      "--jobs", "1"]) == 0
+    assert calls == [(1e-2, 1e-6), (1e-3, 1e-6), (1e-4, 1e-6), (5e-5, 1e-6),  # lr, outward
+                     (5e-5, 1e-4), (5e-5, 1e-3)]  # weight decay at the chosen lr, and beyond
+    report = (res / "tuning" / "ml-100k-gru4rec.md").read_text()
+    assert "Chosen by validation NDCG@20: **lr=5e-5, weight_decay=1e-4**" in report
+    assert "6 trials, 6 CPU-minutes" in report
+    written = (configs / "ml-100k" / "gru4rec.toml").read_text()
+    assert "lr = 5e-05" in written and "weight_decay = 0.0001" in written
+    # the winning trial ran the config's own settings: its records are the config's seed 0
+    prep = run.prepare(run.build_parser().parse_args(
+        ["--model", "gru4rec", "--dataset", "ml-100k", "--results-dir", str(res)]))
+    for protocol in store.PROTOCOLS:
+        path = store.record_path(res, "ml-100k", "gru4rec", protocol, 0)
+        assert store.is_done(path, prep.chash)
+        assert json.loads(path.read_text())["val"]["ndcg@20"] == pytest.approx(value(5e-5, 1e-4))
+    # a rerun trains nothing more and chooses the same
+    calls.clear()
+    assert tune.main(["--model", "gru4rec", "--dataset", "ml-100k", "--results-dir", str(res),
+                      "--jobs", "1"]) == 0
+    assert calls == []
+
+
+def test_an_interior_learning_rate_stops_the_outward_search(tmp_path, configs, monkeypatch):
+    calls = []
+    fake_runs(monkeypatch, lambda lr, wd: 0.1 - abs(math.log10(lr) + 3) / 100
+              - abs(math.log10(wd) + 6) / 1000, calls)
+    assert tune.main(["--model", "sasrec", "--dataset", "ml-100k", "--results-dir",
+                      str(tmp_path / "res"), "--jobs", "1", "--no-write-config"]) == 0
+    assert [lr for lr, _ in calls] == [1e-2, 1e-3, 1e-4, 1e-3, 1e-3]
+    assert [wd for _, wd in calls][3:] == [1e-4, 1e-7]  # 1e-6 was the lr stage's; 1e-7 beyond
+
+
+def test_trials_within_one_seed_std_are_reported_as_ties(tmp_path, configs, monkeypatch):
+    calls = []
+    fake_runs(monkeypatch, lambda lr, wd: {1e-2: 0.1, 1e-3: 0.1005, 1e-4: 0.05}.get(lr, 0.0)
+              - abs(math.log10(wd) + 6) / 1000, calls)
+    res = tmp_path / "res"
+    # five recorded seeds of the model whose validation NDCG@20 spreads by about 0.002
+    for seed, v in enumerate((0.100, 0.102, 0.098, 0.101, 0.099)):
+        store.write_record(store.record_path(res, "ml-100k", "sasrec", "validation", seed),
+                           {"schema": store.SCHEMA, "status": "ok", "val": {"ndcg@20": v},
+                            "config_hash": "x"}, np.zeros(1, dtype=np.int64))
+    assert tune.main(["--model", "sasrec", "--dataset", "ml-100k", "--results-dir", str(res),
+                      "--jobs", "1", "--no-write-config"]) == 0
+    report = (res / "tuning" / "ml-100k-sasrec.md").read_text()
+    line = next(x for x in report.splitlines() if "| 1e-2 " in x and "| lr " in x)
+    assert "tie (within one seed std)" in line
+    assert "tie" not in next(x for x in report.splitlines() if "| 1e-4 " in x and "| lr " in x)
+
+
+def test_the_rule_refuses_a_set_of_a_setting_it_searches(tmp_path, capsys):
+    assert tune.main(["--model", "sasrec", "--results-dir", str(tmp_path / "res"),
+                      "--set", "lr=1e-3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --set lr=") and "\n" not in err
+    assert not (tmp_path / "res").exists()
