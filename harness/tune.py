@@ -170,6 +170,14 @@ class Trial:
         return ",".join(f"{k}={v}" for k, v in self.point.items())
 
 
+def tuning_label(model: str, passthrough: list[str]) -> str:
+    """The name of a search's folder and report: the model's, or with ``--config FILE`` the
+    file's stem when it names another config of the model (``ips.popularity``)."""
+    config = run.build_parser().parse_known_args(passthrough)[0].config
+    stem = Path(config).stem if config else model
+    return stem if stem.startswith(f"{model}.") else model
+
+
 class Search:
     """Trials of one model x dataset: prepared (checked) before they train, run stage by stage,
     and read back from their validation records."""
@@ -177,8 +185,9 @@ class Search:
     def __init__(self, args: argparse.Namespace, passthrough: list[str], progress: dict) -> None:
         self.args, self.passthrough, self.progress = args, passthrough, progress
         self.jobs = args.jobs or execute.default_jobs()
-        self.root = Path(args.results_dir) / "tuning" / args.dataset / args.model
-        self.logs = Path(args.results_dir) / "logs" / "tuning" / args.dataset / args.model
+        self.label = tuning_label(args.model, passthrough)
+        self.root = Path(args.results_dir) / "tuning" / args.dataset / self.label
+        self.logs = Path(args.results_dir) / "logs" / "tuning" / args.dataset / self.label
         self.threads = args.threads or max(1, len(os.sched_getaffinity(0)) // self.jobs)
         self.trials: dict[str, Trial] = {}
         self.seeds = args.seeds
@@ -422,7 +431,7 @@ def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str
             f"Chosen by validation NDCG@20: **{chosen_text}**\n\n"
             f"Cost: {len(trials)} trials, {minutes:.0f} CPU-minutes by the records' own run "
             f"times.\n" + "".join(f"\n{n}\n" for n in notes))
-    out = Path(args.results_dir) / "tuning" / f"{args.dataset}-{args.model}.md"
+    out = Path(args.results_dir) / "tuning" / f"{args.dataset}-{search.label}.md"
     if chosen and not args.no_write_config:
         path = Path(given.config) if given.config else spec.config_path(args.dataset)
         model_cfg, train_cfg = spec.configs(args.dataset, chosen, path)  # not the trials' --set
