@@ -31,7 +31,7 @@ from harness.errors import HarnessError
 from harness.models import MODELS
 from harness.evaluate import most_popular
 from harness.report import PAPER_NAMES
-from harness.run import parse_overrides, pick_device, resolve
+from harness.run import parse_overrides, pick_device, recorded_home, resolve
 
 TABLE_DATASETS = ("yc", "ks", "zhihu", "ml-100k")  # the paper's column order, then ours
 QUICK_SETTINGS = ["max_epochs=3", "eval_every=1"]
@@ -40,12 +40,17 @@ QUICK_SETTINGS = ["max_epochs=3", "eval_every=1"]
 @dataclass
 class Task:
     dataset: str
-    model: str
+    model: str  # a model, or a preset row's key (table1.PRESET_ROWS)
     seed: int
 
     @property
     def name(self) -> str:
         return f"{self.model}/{self.dataset}/seed{self.seed}"
+
+
+def preset_rows(models: list[str]) -> list[str]:
+    """The preset rows (table1.PRESET_ROWS) of the models in the table."""
+    return [r for r in table1.PRESET_ROWS if table1.row_model(r) in models]
 
 
 def model_order(names: list[str]) -> list[str]:
@@ -86,11 +91,14 @@ def model_settings(items: list[str], models: list[str], base: list[str]) -> dict
 
 def run_argv(task: Task, args: argparse.Namespace, threads: int, extra: list[str]) -> list[str]:
     """The ``harness.run`` arguments of one task (one seed, both protocols by default)."""
-    argv = ["--model", task.model, "--dataset", task.dataset, "--seeds", "1", "--first-seed",
+    model = table1.row_model(task.model)
+    argv = ["--model", model, "--dataset", task.dataset, "--seeds", "1", "--first-seed",
             str(task.seed), "--protocol", args.protocol, "--device", args.device, "--threads",
             str(threads), "--results-dir", str(args.results_dir), "--no-progress", "--no-summary",
             *extra]
-    if task.model == "dreamrec":  # small states, reused by harness.sampling and harness.diagnose
+    if task.model in table1.PRESET_ROWS:
+        argv += ["--config", str(table1.preset_file(task.model, task.dataset))]
+    if model == "dreamrec":  # small states, reused by harness.sampling and harness.diagnose
         argv.append("--save-model")
     if args.data_dir:
         argv += ["--data-dir", args.data_dir]
@@ -110,8 +118,8 @@ def expected_minutes(results_dirs: list[Path], dataset: str, model: str) -> floa
 def expected_costs(tasks: list[Task],
                    results_dirs: list[Path]) -> dict[tuple[str, str], float | None]:
     """(dataset, model) -> :func:`expected_minutes` of each pair among ``tasks``."""
-    return {key: expected_minutes(results_dirs, *key)
-            for key in {(t.dataset, t.model) for t in tasks}}
+    return {(d, m): expected_minutes(results_dirs, d, table1.row_model(m))
+            for d, m in {(t.dataset, t.model) for t in tasks}}
 
 
 def longest_first(tasks: list[Task], results_dirs: list[Path],
@@ -221,23 +229,37 @@ def command(args: argparse.Namespace) -> int:
     protocols = ["validation", "published"] if args.protocol == "both" else [args.protocol]
     tasks: list[Task] = []
     homes: dict[tuple[str, str], Path] = {}
+    extras = preset_rows(models)
+    planned: dict[tuple[str, str, str, int], Path] = {}  # (dataset, model, hash, seed) -> home
     for d in shown:
-        if d not in loaded:
-            continue
-        for m in models:
+        rows = models + [r for r in extras if table1.preset_file(r, d).is_file()]
+        for m in rows:
+            spec = MODELS[table1.row_model(m)]
+            config = str(table1.preset_file(m, d)) if m in extras else None
+            overrides = parse_overrides(per_model[table1.row_model(m)])
             try:
-                prep = resolve(MODELS[m], d, loaded[d], parse_overrides(per_model[m]), None,
-                               args.results_dir)
+                if d not in loaded:  # rendered from the records: a preset row finds its own
+                    if m in extras:
+                        home = recorded_home(spec, d, *spec.configs(d, overrides, config),
+                                             args.results_dir)
+                        if home is not None:
+                            homes[(d, m)] = home
+                    continue
+                prep = resolve(spec, d, loaded[d], overrides, config, args.results_dir)
             except HarnessError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 2
             homes[(d, m)] = prep.home
             for seed in range(args.seeds):
-                paths = [store.record_path(prep.home, d, m, p, seed) for p in protocols]
+                paths = [store.record_path(prep.home, d, spec.name, p, seed) for p in protocols]
                 for p in paths:
                     if p.exists() and store.read_record(p) is None:
                         print(f"warning: {p} is corrupt or not a record; it will be rerun",
                               file=sys.stderr)
+                if (d, spec.name, prep.chash, seed) in planned:  # a preset row whose config
+                    homes[(d, m)] = planned[(d, spec.name, prep.chash, seed)]  # is the model's:
+                    continue  # the same runs, read from where they go
+                planned[(d, spec.name, prep.chash, seed)] = prep.home
                 if not all(store.is_done(p, prep.chash) for p in paths):
                     tasks.append(Task(d, m, seed))
     for d, why in missing_data.items():
@@ -261,8 +283,8 @@ def command(args: argparse.Namespace) -> int:
               file=sys.stderr)
     else:
         print("nothing to run: every run of the table is recorded", file=sys.stderr)
-    tables = [table1.build(args.results_dir, p, shown, models, missing_data, args.quick, homes)
-              for p in protocols]
+    tables = [table1.build(args.results_dir, p, shown, models, missing_data, args.quick, homes,
+                           extras) for p in protocols]
     references, cold_rows, sequences = {}, {}, {}
     for d in shown:
         if d in loaded:
@@ -310,7 +332,8 @@ def run_tasks(tasks: list[Task], args: argparse.Namespace, jobs: int,
     threads = max(1, cores // jobs)
     log_dir = args.results_dir / "logs"
     todo = [execute.Job(t.name, run_argv(t, args, threads,
-                                         [a for kv in per_model[t.model] for a in ("--set", kv)]),
+                                         [a for kv in per_model[table1.row_model(t.model)]
+                                          for a in ("--set", kv)]),
                         log_dir / f"{t.dataset}-{t.model}-seed{t.seed}.log",
                         None if costs[t.dataset, t.model] is None
                         else 60 * costs[t.dataset, t.model]) for t in tasks]

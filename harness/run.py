@@ -212,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "file's goes to <results-dir>/variants/<config hash>/ when the main records "
                     "are another config's)")
     ap.add_argument("--config", default=None, metavar="FILE",
-                    help="settings file to read instead of harness/configs/<dataset>/<model>.toml")
+                    help="settings file to read instead of harness/configs/<dataset>/<model>.toml "
+                    "(unless its settings are that file's, its records go to "
+                    "<results-dir>/variants/<config hash>/, e.g. dreamrec.authors.toml's)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a setting of the config file, e.g. --set lr=0.005 "
                     "(repeatable)")
@@ -268,7 +270,25 @@ def resolve(spec: ModelSpec, dataset: str, splits: SequenceSplits, overrides: di
             default = None
         configured = chash == default
     return Prepared(spec, model_cfg, train_cfg, splits, base, chash, configured,
-                    store.home(results_dir, dataset, spec.name, chash, configured))
+                    store.home(results_dir, dataset, spec.name, chash, configured,
+                               apart=config_file is not None))
+
+
+def recorded_home(spec: ModelSpec, dataset: str, model_cfg: Any, train_cfg: TrainConfig,
+                  results_dir: Path) -> Path | None:
+    """Without the data: the results folder (``results_dir`` or one of its variants) whose
+    records of ``spec`` on ``dataset`` have these configs (their hash, with each record's own
+    data checksum), or None."""
+    hashed = {"model": hashed_fields(model_cfg), "train": hashed_fields(train_cfg)}
+    roots = [Path(results_dir)] + sorted((Path(results_dir) / store.VARIANTS).glob("*"))
+    for root in roots:
+        for path, chash in store.record_hashes(root, dataset, spec.name).items():
+            rec = store.read_record(path)
+            payload = {"dataset": dataset, "model": spec.name, "config": hashed,
+                       "data_checksum": rec.get("data_checksum") if rec else None}
+            if store.config_hash(payload) == chash:
+                return root
+    return None
 
 
 def prepare(args: argparse.Namespace) -> Prepared:

@@ -77,12 +77,16 @@ def variant_dir(results_dir: Path, chash: str) -> Path:
     return Path(results_dir) / VARIANTS / chash
 
 
-def home(results_dir: Path, dataset: str, model: str, chash: str, configured: bool) -> Path:
+def home(results_dir: Path, dataset: str, model: str, chash: str, configured: bool,
+         apart: bool = False) -> Path:
     """The results folder whose ``records/<dataset>/<model>/`` holds (or will hold) the records
     of config ``chash``: ``results_dir`` for the configured one, and for another config while
-    the main folder holds no other config's records; else ``variants/<chash>/``."""
+    the main folder holds no other config's records; else, and always for another config when
+    ``apart`` (one from its own config file, such as a preset row's), ``variants/<chash>/``."""
     if configured:
         return Path(results_dir)
+    if apart:
+        return variant_dir(results_dir, chash)
     others = set(record_hashes(results_dir, dataset, model).values()) - {chash}
     return variant_dir(results_dir, chash) if others else Path(results_dir)
 

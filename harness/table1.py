@@ -41,9 +41,26 @@ OURS = "dreamrec"
 #: rows that are the harness's own code (no IPS or AdaRanker recommender in the DreamRec or DROS
 #: releases; the DreamRec release holds AdaRanker's modules and a propensity, unused)
 HARNESS_CODE = ("ips", "adaranker")
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # harness.models.CONFIG_DIR, without torch
+#: labelled extra rows under the tuned ones: row key -> (model, its config file in
+#: harness/configs/<dataset>/, label). Not ranked, not tested; a dataset without the file
+#: shows "—" in the row.
+PRESET_ROWS = {"dreamrec.authors": ("dreamrec", "dreamrec.authors.toml", "DreamRec, authors' preset")}
+
+
+def row_model(row: str) -> str:
+    """The model behind a row key (a preset row's key is ``<model>.<preset>``)."""
+    return PRESET_ROWS[row][0] if row in PRESET_ROWS else row
+
+
+def preset_file(row: str, dataset: str) -> Path:
+    """The config file of preset row ``row`` on ``dataset`` (it may not exist)."""
+    return CONFIG_DIR / dataset / PRESET_ROWS[row][1]
 
 
 def row_label(model: str) -> str:
+    if model in PRESET_ROWS:
+        return PRESET_ROWS[model][2]
     return PAPER_NAMES.get(model, model) + (" ‡" if model in HARNESS_CODE else "")
 
 
@@ -58,6 +75,7 @@ class Cell:
     seeds: list[int] = field(default_factory=list)
     failed: int = 0
     devices: set[str] = field(default_factory=set)
+    config_hashes: set[str] = field(default_factory=set)
     n_items: int = 0
     data_checksum: str | None = None
 
@@ -104,13 +122,16 @@ def load_cells(results_dir: Path, protocol: str, datasets: list[str], models: li
                homes: dict[tuple[str, str], Path] | None = None,
                rejected: list[tuple[Path, str]] | None = None) -> dict[tuple[str, str], Cell]:
     """Every (dataset, model) with at least one record under ``protocol``, read from
-    ``homes[(dataset, model)]`` (a results folder; default ``results_dir``). Records that cannot
-    be used are left out and appended to ``rejected`` as (path, reason)."""
+    ``homes[(dataset, model)]`` (a results folder; default ``results_dir``; a preset row
+    (:data:`PRESET_ROWS`) is read only from its home, never from the default). Records that
+    cannot be used are left out and appended to ``rejected`` as (path, reason)."""
     cells: dict[tuple[str, str], Cell] = {}
     for dataset in datasets:
         for model in models:
+            if model in PRESET_ROWS and (dataset, model) not in (homes or {}):
+                continue
             root = (homes or {}).get((dataset, model), Path(results_dir))
-            folder = store.records_dir(root, dataset, model) / protocol
+            folder = store.records_dir(root, dataset, row_model(model)) / protocol
             cell = Cell(dataset, model)
             per_row: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
             for path in sorted(folder.glob("seed*.json")):
@@ -126,6 +147,7 @@ def load_cells(results_dir: Path, protocol: str, datasets: list[str], models: li
                 cell.n_items = int(rec.get("n_items", 0))
                 cell.data_checksum = rec.get("data_checksum")
                 cell.devices.add(record_devices(rec))
+                cell.config_hashes.add(str(rec.get("config_hash")))
                 rows = row_metrics(ranks, (20,))
                 if "coverage@20" in rec["test"]:
                     cell.values.setdefault("coverage@20", []).append(float(rec["test"]["coverage@20"]))
@@ -222,6 +244,8 @@ class Table:
     sequences: dict[str, np.ndarray] = field(default_factory=dict)
     #: record files left out, with the reason (unreadable, hand-edited, ...)
     rejected: list[tuple[Path, str]] = field(default_factory=list)
+    #: preset rows (:data:`PRESET_ROWS`) shown under ``models``: not ranked, not tested
+    extras: list[str] = field(default_factory=list)
 
     def data_missing(self, dataset: str) -> bool:
         """The dataset's files are missing and no record of it is here either: its cells say
@@ -248,14 +272,16 @@ class Table:
 
 def build(results_dir: Path, protocol: str, datasets: list[str], models: list[str],
           missing_data: dict[str, str], quick: bool = False,
-          homes: dict[tuple[str, str], Path] | None = None) -> Table:
+          homes: dict[tuple[str, str], Path] | None = None,
+          extras: list[str] | None = None) -> Table:
     """One protocol's table from the records (``homes``: where each cell's records are, see
-    :func:`load_cells`). A dataset whose files are missing still shows the cells it has
-    records for."""
+    :func:`load_cells`), with the preset rows ``extras`` under the models'. A dataset whose
+    files are missing still shows the cells it has records for."""
     rejected: list[tuple[Path, str]] = []
-    cells = load_cells(results_dir, protocol, datasets, models, homes, rejected)
+    extras = [r for r in extras or [] if r in PRESET_ROWS]
+    cells = load_cells(results_dir, protocol, datasets, models + extras, homes, rejected)
     return Table(protocol, datasets, models, cells, compare(cells, datasets, models),
-                 missing_data, quick, rejected=rejected)
+                 missing_data, quick, rejected=rejected, extras=extras)
 
 
 def _cell_text(t: Table, dataset: str, model: str, metric: str, bold, under, fmt=str,
@@ -263,6 +289,8 @@ def _cell_text(t: Table, dataset: str, model: str, metric: str, bold, under, fmt
     """A cell's "mean ± std" (``fmt`` renders it), best of a column of two or more ``bold``,
     second ``under``, DreamRec's significance marks through ``mark``; or why it is empty."""
     cell = t.cells.get((dataset, model))
+    if model in PRESET_ROWS and not preset_file(model, dataset).is_file():
+        return "—"  # no such preset for this dataset
     if (cell is None or cell.n == 0) and t.data_missing(dataset):
         return "data missing"
     if cell is None or cell.n == 0:
@@ -284,6 +312,7 @@ def _cell_text(t: Table, dataset: str, model: str, metric: str, bold, under, fmt
 
 
 def _paper_text(dataset: str, model: str, metric: str, paper) -> str:
+    model = row_model(model)  # a preset row shows its model's published cell
     cell = paper.get((PAPER_NAMES.get(model, model), dataset))
     if cell is None:
         return "—"
@@ -330,9 +359,16 @@ def footnotes(t: Table) -> list[str]:
         f"the statistic but stays in the sample.",
         SELECTION_GAP_NOTE,
     ]
+    for row in t.extras:
+        model = PAPER_NAMES.get(row_model(row), row_model(row))
+        notes.append(f"{row_label(row)}: {model} with the settings its authors published for the "
+                     f"dataset (harness/configs/<dataset>/{PRESET_ROWS[row][1]}), not tuned here; "
+                     f"trained, selected and evaluated as every row; not ranked, not tested; — "
+                     f"where no setting was published for the dataset.")
     for d in t.datasets:
         cov = [f"{row_label(m)} {100 * np.mean(t.cells[(d, m)].values['coverage@20']):.1f}"
-               for m in t.models if (d, m) in t.cells and "coverage@20" in t.cells[(d, m)].values]
+               for m in t.models + t.extras
+               if (d, m) in t.cells and "coverage@20" in t.cells[(d, m)].values]
         if cov:
             notes.append(f"{d}, top-20 coverage (% of the items in at least one test row's top "
                          f"20; a model ranking every row alike covers {_one_list_pct(t, d):.1f} %), "
@@ -398,7 +434,7 @@ def markdown(t: Table) -> str:
         for metric in METRICS:
             head += [f"{d} {METRIC_LABEL[metric]}", "paper"]
     body = []
-    for model in t.models:
+    for model in t.models + t.extras:
         row = [row_label(model)]
         for d in t.datasets:
             for metric in METRICS:
@@ -434,13 +470,17 @@ TEX_NO_RESULT = "--"  # a cell without a result (not run, failed, data missing; 
 
 
 def _tex_label(model: str) -> str:
+    if model in PRESET_ROWS:
+        return _tex_escape(row_label(model))
     mark = r"$^\ddagger$" if model in HARNESS_CODE else ""
     return _tex_escape(PAPER_NAMES.get(model, model)) + mark
 
 
-def _tex_tabular(datasets: list[str], rows: list[list[str]], last: list[str] | None) -> list[str]:
+def _tex_tabular(datasets: list[str], rows: list[list[str]], last: list[str] | None,
+                 extra: list[list[str]] | None = None) -> list[str]:
     """A booktabs tabular in the paper's layout, one row per model, HR@20 and NDCG@20 under
-    each dataset, scaled down to the line width when wider (graphicx)."""
+    each dataset (then the ``extra`` rows, then ``last``, each after a rule), scaled down to the
+    line width when wider (graphicx)."""
     head = [" & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{_tex_escape(d)}}}" for d in datasets)
             + r" \\",
             "".join(rf"\cmidrule(lr){{{2 + 2 * i}-{3 + 2 * i}}}" for i in range(len(datasets))),
@@ -448,6 +488,8 @@ def _tex_tabular(datasets: list[str], rows: list[list[str]], last: list[str] | N
     lines = [r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
              r"\begin{tabular}{l" + "c" * 2 * len(datasets) + "}", r"\toprule", *head, r"\midrule"]
     lines += [" & ".join(r) + r" \\" for r in rows]
+    if extra:
+        lines += [r"\midrule"] + [" & ".join(r) + r" \\" for r in extra]
     if last is not None:
         lines += [r"\midrule", " & ".join(last) + r" \\"]
     return lines + [r"\bottomrule", r"\end{tabular}}"]
@@ -466,7 +508,7 @@ def latex_body(t: Table) -> str:
     (columns of two or more models), DreamRec's significance marks, and its relative difference
     to the best baseline as the last row."""
     rows = []
-    for model in t.models:
+    for model in t.models + t.extras:
         row = [_tex_label(model)]
         for d in t.datasets:
             for metric in METRICS:
@@ -475,6 +517,7 @@ def latex_body(t: Table) -> str:
                     t, d, model, metric, lambda s: rf"\textbf{{{s}}}",
                     lambda s: rf"\underline{{{s}}}", _tex_escape, _tex_marks))
         rows.append(row)
+    rows, extra = rows[:len(t.models)], rows[len(t.models):]
     last = [r"DreamRec vs.\ best baseline"]
     for d in t.datasets:
         for metric in METRICS:
@@ -487,7 +530,7 @@ def latex_body(t: Table) -> str:
                 last.append(rf"${100 * rel:+.1f}$\,\%")
     what = ("validation-selected" if t.protocol == "validation" else
             "published protocol (test-selected)")
-    return "\n".join(_tex_header(what) + _tex_tabular(t.datasets, rows, last)) + "\n"
+    return "\n".join(_tex_header(what) + _tex_tabular(t.datasets, rows, last, extra)) + "\n"
 
 
 PAPER_SOURCE = "harness/paper/table1.csv (the paper's Table 1)"
@@ -566,9 +609,11 @@ def csv_text(tables: list[Table]) -> str:
             for metric in METRICS:
                 ranked = _ranked(t.cells, d, metric, t.models)
                 best = best_baseline(t.cells, d, metric, t.models)
-                for model in t.models:
+                for model in t.models + t.extras:
+                    if model in PRESET_ROWS and not preset_file(model, d).is_file():
+                        continue
                     cell = t.cells.get((d, model))
-                    pc = paper.get((PAPER_NAMES.get(model, model), d))
+                    pc = paper.get((PAPER_NAMES.get(row_model(model), row_model(model)), d))
                     row: dict[str, Any] = {"protocol": t.protocol, "quick": t.quick, "dataset": d,
                                            "model": model, "metric": metric}
                     if pc:
@@ -578,11 +623,15 @@ def csv_text(tables: list[Table]) -> str:
                         row["note"] = f"data missing: {t.missing_data[d]}"
                     elif cell is None or cell.n == 0:
                         row["note"] = "not run" if cell is None else "failed"
+                    if model in PRESET_ROWS:
+                        row["note"] = "; ".join(filter(None, [
+                            f"{row_label(model)} ({PRESET_ROWS[model][1]}), not ranked",
+                            row.get("note")]))
                     if cell is not None and cell.n:
                         m, s = mean_std(np.asarray(cell.values[metric]) * 100)
                         row.update(seeds=cell.n, failed=cell.failed, mean_pct=f"{m:.4f}",
-                                   std_pct=f"{s:.4f}",
-                                   rank=ranked.index(model) + 1 if len(ranked) > 1 else "")
+                                   std_pct=f"{s:.4f}", rank=ranked.index(model) + 1
+                                   if len(ranked) > 1 and model in ranked else "")
                         if "coverage@20" in cell.values:
                             row["coverage20_pct"] = f"{100 * np.mean(cell.values['coverage@20']):.2f}"
                     c = t.comparisons.get((d, metric, model))
@@ -755,6 +804,17 @@ def reading(tables: list[Table]) -> str:
                 parts.append(f"{METRIC_LABEL[metric]} {100 * rel:+.1f} % against {row_label(best)}, "
                              f"{_significance(val.comparisons.get((d, metric, best)))}")
             out.append(f"  DreamRec ranks {ranked.index(OURS) + 1} of {len(ranked)}: " + "; ".join(parts) + ".")
+        for row in val.extras:
+            cell = val.cells.get((d, row))
+            if cell is not None and cell.n:
+                model = row_model(row)
+                same = (model in ranked and bool(cell.config_hashes)
+                        and val.cells[(d, model)].config_hashes == cell.config_hashes)
+                tuned = (" (the same config and records as the " + row_label(model) + " row)"
+                         if same else f" (the {row_label(model)} row: {pct(model):.2f})"
+                         if model in ranked else "")
+                out.append(f"  {row_label(row)}: HR@20 {pct(row):.2f}{tuned}, "
+                           f"NDCG@20 {pct(row, 'ndcg@20'):.2f}, {cell.n} seed(s); not ranked.")
         one_list = _one_list_pct(val, d)
         for m in ranked:
             cov = val.cells[(d, m)].values.get("coverage@20")

@@ -504,3 +504,69 @@ def test_references_keep_the_test_sequences(tmp_path):
     assert table1.load_references(tmp_path, "d", "abc")[2] is None
     with pytest.raises(ValueError, match="not 0, 1, ... with each sequence's rows together"):
         table1.save_references(tmp_path, "d", "abc", {}, cold, np.array([0, 1, 0, 1, 1]))
+
+
+def test_the_authors_preset_row_is_shown_unranked_and_untested_under_the_tuned_rows():
+    """The preset row beats every tuned row here, yet takes no bold, no rank and no test; a
+    dataset without a preset file shows "—" in it."""
+    cells = {(d, m): _cell(d, m, hr) for d in ("zhihu", "ml-100k") for m, hr in
+             (("gru4rec", [0.02, 0.022]), ("dreamrec", [0.01, 0.012]))}
+    cells[("zhihu", "dreamrec.authors")] = _cell("zhihu", "dreamrec.authors", [0.05, 0.06])
+    t = table1.Table("validation", ["zhihu", "ml-100k"], ["gru4rec", "dreamrec"], cells, {}, {},
+                     extras=["dreamrec.authors"])
+    assert table1.preset_file("dreamrec.authors", "zhihu").is_file()
+    assert not table1.preset_file("dreamrec.authors", "ml-100k").exists()
+    md = table1.markdown(t).split("\n\n")[0]
+    row = next(x for x in md.splitlines() if x.startswith("| DreamRec, authors' preset"))
+    cols = [c.strip() for c in row.strip("|").split("|")]
+    assert cols[1] == "5.50 ± 0.71" and cols[2] == "2.26 ± 0.07"  # ours, then the paper's DreamRec
+    assert cols[5] == "—" and "**2.10 ± 0.14**" in md  # ml-100k: no preset; gru4rec stays best
+    assert md.index("| DreamRec  ") < md.index("| DreamRec, authors'") < md.index("*DreamRec vs")
+    body = table1.latex_body(t)
+    assert body.index(r"\midrule", body.index("DreamRec &")) < body.index("DreamRec, authors'")
+    rows = [r for r in csv.DictReader(io.StringIO(table1.csv_text([t])))
+            if r["model"] == "dreamrec.authors"]
+    assert [(r["dataset"], r["rank"], r["welch_p"]) for r in rows] == [("zhihu", "", "")] * 2
+    assert "not ranked" in rows[0]["note"]
+    assert "DreamRec, authors' preset: HR@20 5.50 (the DreamRec row: 1.10)" in table1.reading([t])
+
+
+def test_a_reproduction_runs_the_preset_row_apart_and_only_once_when_it_is_the_config(
+        tmp_path, monkeypatch):
+    """Into an empty folder: the preset's records go to variants/<its hash>/, the tuned config's
+    to records/, both rows render; with the preset equal to the config, nothing runs twice."""
+    import harness.models
+    from harness.run import recorded_home
+
+    configs = tmp_path / "configs"
+    shutil.copytree(harness.models.CONFIG_DIR, configs)
+    monkeypatch.setattr(harness.models, "CONFIG_DIR", configs)
+    monkeypatch.setattr(table1, "CONFIG_DIR", configs)
+    own = (configs / "ml-100k" / "dreamrec.toml").read_text()
+    preset = configs / "ml-100k" / "dreamrec.authors.toml"
+    preset.write_text(re.sub(r"(?m)^lr = .*$", "lr = 0.004", own))
+    args = ["--datasets", "ml-100k", "--models", "dreamrec", "--seeds", "1", "--quick",
+            "--device", "cpu", "--jobs", "2", "--set", "dreamrec.timesteps=5",
+            "--set", "dreamrec.hidden_size=16", "--set", "batch_size=1024"]
+    res = tmp_path / "res"
+    assert main([*args, "--results-dir", str(res)]) == 0
+    main_rec = json.loads(store.record_path(res, "ml-100k", "dreamrec", "validation", 0).read_text())
+    (apart,) = (res / "variants").glob("*/records/ml-100k/dreamrec/validation/seed0.json")
+    preset_rec = json.loads(apart.read_text())
+    assert main_rec["config"]["train"]["lr"] != 0.004 and preset_rec["config"]["train"]["lr"] == 0.004
+    assert apart.parents[4].name == preset_rec["config_hash"]
+    spec = harness.models.get_model("dreamrec")
+    found = recorded_home(spec, "ml-100k", *spec.configs("ml-100k", {"timesteps": "5",
+                          "hidden_size": "16", "batch_size": "1024", "max_epochs": "3",
+                          "eval_every": "1"}, preset), res)
+    assert found == apart.parents[4]  # found from the records alone (a render without the data)
+    md = (res / "table1.md").read_text().split("\n\n")
+    row = next(x for x in "\n\n".join(md).splitlines() if x.startswith("| DreamRec, authors'"))
+    assert f"{100 * preset_rec['test']['hr@20']:.2f}" in row
+    # the preset equal to the config: one run, one row of the same records
+    preset.write_text(own)
+    res2 = tmp_path / "res2"
+    assert main([*args, "--results-dir", str(res2)]) == 0
+    (inv,) = [json.loads(x) for x in (res2 / "logs" / "invocations.jsonl").read_text().splitlines()]
+    assert inv["runs"] == 1 and not (res2 / "variants").exists()
+    assert "(the same config and records as the DreamRec row)" in (res2 / "table1.md").read_text()
