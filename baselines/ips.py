@@ -164,15 +164,18 @@ class IPS(RecBoleSequential):
         """Over the given (training) rows: the share of rows at the clip, and the coefficient of
         variation of the weights normalised to mean 1 (0 when every weight is the same)."""
         p = self.training_propensities(history, length, target)
-        w = 1.0 / torch.maximum(p, self.clip)
+        w = self.clipped_inverse(p)
         w = w / w.mean()
         return {"clip": float(self.clip), "share_at_clip": float((p <= self.clip).double().mean()),
                 "cv": float(w.std() / w.mean()), "median_p": float(p.median())}
 
+    def clipped_inverse(self, p: Tensor) -> Tensor:
+        """1 / max(p, M): the clipped inverse propensities."""
+        return 1.0 / torch.maximum(p, self.clip)
+
     def weights(self, history: Tensor, length: Tensor, target: Tensor) -> Tensor:
         """Clipped inverse propensities [B] (batch-mean normalised when configured)."""
-        p = self.propensities(history, length, target)
-        w = 1.0 / torch.maximum(p, self.clip)
+        w = self.clipped_inverse(self.propensities(history, length, target))
         return w / w.mean() if self.config.self_normalize else w
 
     def calculate_loss(self, batch: Batch) -> Tensor:

@@ -303,7 +303,7 @@ def grid_search(search: Search, spec, args, given) -> int:
     grid_text = " x ".join(f"{k} {{{', '.join(v)}}}" for k, v in grid.items())
     cmd_text = (f"python -m harness.tune --model {args.model} --dataset {args.dataset} "
                 + " ".join(f"--grid {g}" for g in args.grid) + f" --seeds {args.seeds}")
-    return report(search, spec, args, given, trials, cmd_text, f"Grid: {grid_text}.", [])
+    return report(search, spec, args, given, trials, cmd_text, f"Grid: {grid_text}.")
 
 
 def rule_search(search: Search, spec, args, given) -> int:
@@ -370,7 +370,7 @@ def rule_search(search: Search, spec, args, given) -> int:
                "learning rate and the paper value beyond the better")
             + ". One seed per trial (seed 0), each trained to its own early stop; no pruning.")
     cmd_text = f"python -m harness.tune --model {args.model} --dataset {args.dataset}"
-    return report(search, spec, args, given, done, cmd_text, rule, [])
+    return report(search, spec, args, given, done, cmd_text, rule)
 
 
 def seed_spread(results_dir: Path, dataset: str, model: str) -> tuple[float, int] | None:
@@ -382,8 +382,8 @@ def seed_spread(results_dir: Path, dataset: str, model: str) -> tuple[float, int
     return (float(np.std(vals, ddof=1)), len(vals)) if len(vals) >= 2 else None
 
 
-def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str, rule: str,
-           notes: list[str]) -> int:
+def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str,
+           rule: str) -> int:
     """The tuning report, the chosen settings written into the config file, and the winning
     trial's records taken as the config's seed-0 run when they are its own."""
     scored = {t.name: search.score(t) for t in trials}
@@ -430,7 +430,7 @@ def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str
             f"test metrics play no part. {spread_text}\n\n{table}\n\n"
             f"Chosen by validation NDCG@20: **{chosen_text}**\n\n"
             f"Cost: {len(trials)} trials, {minutes:.0f} CPU-minutes by the records' own run "
-            f"times.\n" + "".join(f"\n{n}\n" for n in notes))
+            f"times.\n")
     out = Path(args.results_dir) / "tuning" / f"{args.dataset}-{search.label}.md"
     if chosen and not args.no_write_config:
         path = Path(given.config) if given.config else spec.config_path(args.dataset)
