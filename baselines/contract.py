@@ -65,6 +65,12 @@ class SequentialRecommender(nn.Module):
         propensity model) returns a group for it."""
         return [{"params": list(self.parameters()), "lr": lr, "weight_decay": weight_decay}]
 
+    def item_table(self) -> Tensor:
+        """The real items' embeddings [n_items, H], for a model that has one table of them (a
+        model whose config names another in ``items_from`` takes that model's, see
+        harness.run.pretrained_items)."""
+        raise NotImplementedError(f"{type(self).__name__} has no item table to give")
+
     def calculate_loss(self, batch: Batch) -> Tensor:
         """Training loss of one batch, a scalar tensor."""
         raise NotImplementedError

@@ -153,6 +153,10 @@ class RecBoleSequential(SequentialRecommender):
         """RecBole's sequence representation [B, H] of a batch from :meth:`interaction`."""
         return self.net(inter[self.net.ITEM_SEQ], inter[self.net.ITEM_SEQ_LEN])
 
+    def item_table(self) -> Tensor:
+        """RecBole's item embedding rows of the real items (RecBole id = item id + 1)."""
+        return self.net.item_embedding.weight[1:self.n_items + 1]
+
     def regularizer(self) -> Tensor | float:
         """Terms RecBole's own ``calculate_loss`` adds to the ranking loss (none by default)."""
         return 0.0

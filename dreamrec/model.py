@@ -21,6 +21,7 @@ from kernels.ops import Dropout, Embedding, NoiseBlocks, attend_at_one_position
 
 DenoiserKind = Literal["mlp1", "mlp2"]
 DENOISERS: tuple[str, ...] = get_args(DenoiserKind)
+TARGETS = ("learned", "detached", "sasrec")
 
 # the official attention's additive mask value for masked keys (Modules_ori.py)
 _MASKED = float(-(2**32) + 1)
@@ -44,10 +45,20 @@ class DreamRecConfig:
     sampler: str = "ddpm"  # ddpm | ddim
     steps: int = 0  # reverse steps, evenly spaced over the T trained ones; 0 = all T
     eta: float = 0.0  # DDIM noise scale in [0, 1]: 0 deterministic, 1 DDPM-like (ddpm ignores it)
+    # the harness's own settings against the collapse (the paper's model: "learned", False)
+    #: where the diffusion targets x_0 come from: "learned" (the paper's: the item table, trained
+    #: through the targets and the histories), "detached" (the same table, the targets
+    #: stop-gradient: it learns through the histories only), "sasrec" (the item table of a
+    #: frozen, validation-selected SASRec of the same dataset and seed, for histories and
+    #: targets alike; see harness.run.pretrained_items)
+    targets: str = "learned"
+    #: targets and retrieval on the sphere of radius sqrt(hidden_size) (an N(0, I) row's norm):
+    #: x_0 = sqrt(H) e / |e|, and items ranked by the cosine of oracle and item embedding
+    normalize: bool = False
 
     #: fields left out of the config hash while they hold their default, so that records made
-    #: before the samplers existed keep their hash
-    HASHED_IF_SET: ClassVar[tuple[str, ...]] = ("sampler", "steps", "eta")
+    #: before they existed keep their hash
+    HASHED_IF_SET: ClassVar[tuple[str, ...]] = ("sampler", "steps", "eta", "targets", "normalize")
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -65,6 +76,13 @@ class DreamRecConfig:
                              f"got {self.steps}")
         if not 0.0 <= self.eta <= 1.0:
             raise ValueError(f"eta must lie in [0, 1], got {self.eta}")
+        if self.targets not in TARGETS:
+            raise ValueError(f"unknown targets {self.targets!r}; valid: {', '.join(TARGETS)}")
+
+    @property
+    def items_from(self) -> str | None:
+        """The registered model whose validation-selected item table this model takes."""
+        return "sasrec" if self.targets == "sasrec" else None
 
 
 def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
@@ -225,17 +243,47 @@ class DreamRec(SequentialRecommender):
         # one embedding lookup for history and target: one dense gradient instead of two
         emb = self.item_embeddings(torch.cat((history, target.unsqueeze(1)), dim=1))
         hist_emb, x0 = emb.split([history.shape[1], 1], dim=1)  # split: no zero-filled grads
-        x0 = x0.squeeze(1)  # [B, H]
+        x0 = self.target_embedding(x0.squeeze(1))  # [B, H]
         c = self.encoder(hist_emb, history, length, bits)  # [B, H]
         c = torch.where(drop, self.null_cond, c)  # guidance dropout with p_u
         x_t = self.schedule.add_noise(x0, noise, t)  # forward process q(x_t | x_0)
         x0_hat = self.denoiser(x_t, c, self.denoiser.step_embedding(t))
         return F.mse_loss(x0_hat, x0)
 
+    def target_embedding(self, e: Tensor) -> Tensor:
+        """The diffusion target x_0 of item embeddings ``e`` [B, H] (see ``targets`` and
+        ``normalize``)."""
+        if self.config.targets == "detached":
+            e = e.detach()
+        if self.config.normalize:
+            e = math.sqrt(self.config.hidden_size) * F.normalize(e, dim=-1)
+        return e
+
+    # -- a frozen item table from another model (targets = "sasrec") ------------------------
+    def load_item_embeddings(self, table: Tensor) -> None:
+        """Take ``table`` [n_items, H] as the real items' embeddings, frozen (the pad row is
+        never read: padded positions are zeroed in the encoder)."""
+        if tuple(table.shape) != (self.n_items, self.config.hidden_size):
+            raise ValueError(f"item table of shape {tuple(table.shape)}, expected "
+                             f"({self.n_items}, {self.config.hidden_size}): the source model's "
+                             f"hidden size must be DreamRec's")
+        with torch.no_grad():
+            self.item_embeddings.weight[: self.n_items] = table
+        self.item_embeddings.weight.requires_grad_(False)
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """Every parameter that trains (a frozen item table is left out)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr,
+                 "weight_decay": weight_decay}]
+
     # -- prediction -------------------------------------------------------------------------
     def item_scores(self, oracle: Tensor) -> Tensor:
-        """Inner product of oracle embeddings [B, H] with every real item -> [B, n_items]."""
-        return oracle @ self.item_embeddings.weight[: self.n_items].T
+        """Inner product of oracle embeddings [B, H] with every real item -> [B, n_items]
+        (their cosine with ``normalize``)."""
+        items = self.item_embeddings.weight[: self.n_items]
+        if self.config.normalize:
+            return F.normalize(oracle, dim=-1) @ F.normalize(items, dim=-1).T
+        return oracle @ items.T
 
     def sampling_plan(self, sampler: str | None = None, steps: int | None = None,
                       eta: float | None = None) -> SamplingPlan:

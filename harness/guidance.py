@@ -30,7 +30,7 @@ from harness import cli, store
 from harness.data import DATASETS, check_dataset_name, load_dataset
 from harness.errors import HarnessError
 from harness.models import get_model
-from harness.run import parse_overrides, pick_device, record_base, w_name, w_variants
+from harness.run import build_model, parse_overrides, pick_device, record_base, w_name, w_variants
 from harness.stats import format_mean_std
 from harness.train import train
 
@@ -50,8 +50,7 @@ def run_seed(spec, splits, model_cfg, train_cfg, seed: int, device, base: dict[s
         print(f"seed {seed}: every w already measured ({path}), skipped", file=sys.stderr)
         return
     own = model_cfg.w
-    torch.manual_seed(seed)
-    model = spec.build(splits.n_items, model_cfg)
+    model = build_model(spec, splits, model_cfg, seed, device, dataset)
     variants = w_variants(ws, own)
     ckpt = store.checkpoint_path(results_dir, dataset, "dreamrec-guidance", seed)
     key = f"{chash}:guidance:{','.join(v.name for v in variants)}"

@@ -98,7 +98,9 @@ def run_argv(task: Task, args: argparse.Namespace, threads: int, extra: list[str
             *extra]
     if task.model in table1.PRESET_ROWS:
         argv += ["--config", str(table1.preset_file(task.model, task.dataset))]
-    if model == "dreamrec":  # small states, reused by harness.sampling and harness.diagnose
+    # small states: DreamRec's reused by harness.sampling and harness.diagnose, SASRec's item
+    # table by DreamRec with targets = "sasrec" (harness.run.pretrained_items)
+    if model in ("dreamrec", "sasrec"):
         argv.append("--save-model")
     if args.data_dir:
         argv += ["--data-dir", args.data_dir]

@@ -72,13 +72,74 @@ def record_base(spec: ModelSpec, dataset: str, splits: SequenceSplits, model_cfg
                 train_cfg: TrainConfig) -> tuple[dict[str, Any], str]:
     """The part of every record that identifies the run, and its config hash."""
     config = {"model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg)}
-    hashed = {"model": hashed_fields(model_cfg), "train": hashed_fields(train_cfg)}
-    chash = store.config_hash({"dataset": dataset, "model": spec.name, "config": hashed,
-                               "data_checksum": splits.checksum})
+    payload = hash_payload(spec, dataset, model_cfg, train_cfg, splits.checksum)
+    chash = store.config_hash(payload)
+    source = {"items_from": payload["items_from"]} if "items_from" in payload else {}
     return {"dataset": dataset, "model": spec.name, "config": config, "config_hash": chash,
             "data_checksum": splits.checksum, "n_items": splits.n_items,
-            "rows": {s: len(splits.split(s)) for s in ("train", "val", "test")},
+            "rows": {s: len(splits.split(s)) for s in ("train", "val", "test")}, **source,
             "versions": store.package_versions(), "git": store.git_state()}, chash
+
+
+def hash_payload(spec: ModelSpec, dataset: str, model_cfg: Any, train_cfg: TrainConfig,
+                 checksum: str | None) -> dict[str, Any]:
+    """What the config hash of a run covers: dataset, model, the hashed settings, the data's
+    checksum, and for a model that takes another's item table (``items_from``) that model and
+    the hash of its configured settings (a new SASRec config is a new DreamRec run)."""
+    payload = {"dataset": dataset, "model": spec.name,
+               "config": {"model": hashed_fields(model_cfg), "train": hashed_fields(train_cfg)},
+               "data_checksum": checksum}
+    source = getattr(model_cfg, "items_from", None)
+    if source is not None:
+        src = get_model(source)
+        payload["items_from"] = {"model": source, "config_hash": store.config_hash(
+            hash_payload(src, dataset, *src.configs(dataset), checksum))}
+    return payload
+
+
+def pretrained_items(model_cfg: Any, dataset: str, splits: SequenceSplits, seed: int,
+                     device: torch.device) -> torch.Tensor | None:
+    """The item table [n_items, H] a model takes from another (its config's ``items_from``),
+    or None: that model's validation-selected state for the same dataset and seed under its
+    configured settings, from the model folder (where ``harness.run --save-model`` keeps it),
+    or trained here first, exactly as its own ``harness.run`` seed (same seed, settings and
+    selection; no record written) and kept there for the next run."""
+    source = getattr(model_cfg, "items_from", None)
+    if source is None:
+        return None
+    spec = get_model(source)
+    mc, tc = spec.configs(dataset)
+    chash = store.config_hash(hash_payload(spec, dataset, mc, tc, splits.checksum))
+    path = store.state_path(store.default_model_dir(), dataset, source, chash, seed)
+    saved = store.load_state(path)
+    torch.manual_seed(seed)
+    model = spec.build(splits.n_items, mc)
+    if saved is None:
+        print(f"training {source} seed {seed} on {dataset} for its item table (its "
+              f"validation-selected state is kept in {path})", file=sys.stderr)
+        partial = path.with_name(f"{path.stem}.partial.pt")  # resumed when interrupted
+        result = train(model, splits, tc, seed, device, progress=False,
+                       desc=f"{source}/{dataset} seed {seed}", log_evals=True,
+                       checkpoint=partial, checkpoint_key=chash)
+        with execute.deferred():
+            store.save_state(path, model.state_dict(), selected_epoch=result.best_epoch,
+                             config_hash=chash)
+        store.remove_checkpoint(partial)
+    else:
+        model.load_state_dict(saved["state_dict"])
+    return model.item_table().detach().cpu().clone()
+
+
+def build_model(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, seed: int,
+                device: torch.device, dataset: str):
+    """The model of one seed, initialised under ``torch.manual_seed(seed)``, with the item
+    table of the model its config names in ``items_from`` (:func:`pretrained_items`)."""
+    table = pretrained_items(model_cfg, dataset, splits, seed, device)
+    torch.manual_seed(seed)  # model initialisation and dropout
+    model = spec.build(splits.n_items, model_cfg)
+    if table is not None:
+        model.load_item_embeddings(table)
+    return model
 
 
 def w_name(w: float) -> str:
@@ -113,8 +174,7 @@ def run_seed(spec: ModelSpec, splits: SequenceSplits, model_cfg: Any, train_cfg:
     rule) and recorded under the record's ``variants``; training then goes on until every
     variant has stopped, so the record's ``history`` is longer than a plain run's.
     """
-    torch.manual_seed(seed)  # model initialisation and dropout
-    model = spec.build(splits.n_items, model_cfg)
+    model = build_model(spec, splits, model_cfg, seed, device, base["dataset"])
     common = dict(base, seed=seed, device=str(device), torch_threads=torch.get_num_threads(),
                   created=store.now_iso(), schema=store.SCHEMA)
     t0 = time.perf_counter()
@@ -279,13 +339,12 @@ def recorded_home(spec: ModelSpec, dataset: str, model_cfg: Any, train_cfg: Trai
     """Without the data: the results folder (``results_dir`` or one of its variants) whose
     records of ``spec`` on ``dataset`` have these configs (their hash, with each record's own
     data checksum), or None."""
-    hashed = {"model": hashed_fields(model_cfg), "train": hashed_fields(train_cfg)}
     roots = [Path(results_dir)] + sorted((Path(results_dir) / store.VARIANTS).glob("*"))
     for root in roots:
         for path, chash in store.record_hashes(root, dataset, spec.name).items():
             rec = store.read_record(path)
-            payload = {"dataset": dataset, "model": spec.name, "config": hashed,
-                       "data_checksum": rec.get("data_checksum") if rec else None}
+            payload = hash_payload(spec, dataset, model_cfg, train_cfg,
+                                   rec.get("data_checksum") if rec else None)
             if store.config_hash(payload) == chash:
                 return root
     return None
