@@ -2,7 +2,8 @@
 
 Formulas follow the official DreamRec code (github.com/YangZhengyi98/DreamRec, ``DreamRec.py``):
 ``linear`` (beta_start..beta_end), ``exp`` (beta_min 0.1, beta_max 10), ``cosine`` (s = 0.008,
-clipped to [1e-4, 0.9999]) and ``sqrt`` (alpha_bar(t) = 1 - sqrt(t + 1e-4), max beta 0.999).
+clipped to [1e-4, 0.9999]) and ``sqrt`` (alpha_bar(t) = 1 - sqrt(t + 1e-4), max beta 0.999);
+``trunc_lin`` is DiffuRec's (github.com/WHUIR/DiffuRec), its beta range set by T alone.
 Tables are computed once in float64 ("Use float64 for accuracy", improved-diffusion) and handed
 out as float32 tensors on the device where they are used.
 """
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-ScheduleName = Literal["linear", "exp", "cosine", "sqrt"]
+ScheduleName = Literal["linear", "exp", "cosine", "sqrt", "trunc_lin"]
 SCHEDULES: tuple[str, ...] = get_args(ScheduleName)
 
 
@@ -45,6 +46,12 @@ def make_betas(
         t2 = (np.arange(T, dtype=np.float64) + 1) / T
         alpha_bar = lambda t: 1.0 - np.sqrt(t + 1e-4)  # noqa: E731
         return np.minimum(1.0 - alpha_bar(t2) / alpha_bar(t1), 0.999)
+    if name == "trunc_lin":  # DiffuRec's (github.com/WHUIR/DiffuRec, get_named_beta_schedule)
+        scale = 1000.0 / T
+        start, end = scale * 0.0001 + 0.01, scale * 0.02 + 0.01
+        if end > 1:
+            end = scale * 0.001 + 0.01
+        return np.linspace(start, end, T, dtype=np.float64)
     raise ValueError(f"unknown noise schedule {name!r}; valid: {', '.join(SCHEDULES)}")
 
 

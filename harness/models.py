@@ -21,6 +21,7 @@ import tomli_w
 from baselines import REGISTRY as BASELINES
 from baselines.contract import SequentialRecommender
 from dreamrec.model import DreamRec, DreamRecConfig
+from generative import REGISTRY as GENERATIVE
 from harness.errors import HarnessError
 from harness.train import TrainConfig
 
@@ -128,6 +129,7 @@ def render_config(model_cfg: Any, train_cfg: TrainConfig, header: str) -> str:
 MODELS: dict[str, ModelSpec] = {
     "dreamrec": ModelSpec("dreamrec", DreamRecConfig, DreamRec),
     **{name: ModelSpec(name, cfg, cls) for name, (cfg, cls) in BASELINES.items()},
+    **{name: ModelSpec(name, cfg, cls) for name, (cfg, cls) in GENERATIVE.items()},
 }
 
 

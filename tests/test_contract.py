@@ -12,6 +12,8 @@ from tests.helpers import chain_splits
 
 N_ITEMS = 100
 SMALL = {"dreamrec": {"hidden_size": 32, "timesteps": 20},  # DreamRec's T=500 is slow to sample
+         "preferdiff": {"hidden_size": 32, "timesteps": 20, "steps": 10},
+         "diffurec": {"hidden_size": 32, "n_blocks": 1, "n_heads": 2, "timesteps": 8},
          # the official 0.4 dropout on the scorer's input holds the 12-epoch task at chance
          "adaranker": {"scorer_dropout": 0.0}}
 LR = {"dreamrec": 1e-2, "diffrec": 1e-3, "adaranker": 3e-3}
