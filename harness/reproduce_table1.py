@@ -48,15 +48,20 @@ class Task:
         return f"{self.model}/{self.dataset}/seed{self.seed}"
 
 
-def preset_rows(models: list[str]) -> list[str]:
-    """The preset rows (table1.PRESET_ROWS) of the models in the table."""
-    return [r for r in table1.PRESET_ROWS if table1.row_model(r) in models]
+def extra_rows(models: list[str]) -> list[str]:
+    """The rows under the paper's, in the order shown: the presets of the models in the table
+    (table1.PRESET_ROWS), then the "beyond the paper" block: the models the paper has no row
+    for, and the config rows of the models in the table (table1.BEYOND_ROWS)."""
+    return ([r for r in table1.PRESET_ROWS if table1.row_model(r) in models]
+            + [m for m in models if table1.is_beyond(m)]
+            + [r for r in table1.BEYOND_ROWS if table1.row_model(r) in models])
 
 
 def model_order(names: list[str]) -> list[str]:
-    """The paper's row order (GRU4Rec ... DreamRec), then any other registered model."""
-    paper = [m for m in PAPER_NAMES if m in names]
-    return paper + sorted(m for m in names if m not in paper)
+    """The paper's row order (GRU4Rec ... DreamRec), then the generative models beyond it
+    (PreferDiff, DiffuRec), then any other registered model."""
+    known = [m for m in (*PAPER_NAMES, *table1.BEYOND_NAMES) if m in names]
+    return known + sorted(m for m in names if m not in known)
 
 
 def _split_names(text: str | None, valid: tuple[str, ...] | list[str], what: str) -> list[str] | None:
@@ -96,7 +101,7 @@ def run_argv(task: Task, args: argparse.Namespace, threads: int, extra: list[str
             str(task.seed), "--protocol", args.protocol, "--device", args.device, "--threads",
             str(threads), "--results-dir", str(args.results_dir), "--no-progress", "--no-summary",
             *extra]
-    if task.model in table1.PRESET_ROWS:
+    if task.model in table1.CONFIG_ROWS:
         argv += ["--config", str(table1.preset_file(task.model, task.dataset))]
     # small states: DreamRec's reused by harness.sampling and harness.diagnose, SASRec's item
     # table by DreamRec with targets = "sasrec" (harness.run.pretrained_items)
@@ -160,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "one whose files are missing is rendered from its records, or shows 'data "
                     "missing')")
     ap.add_argument("--models", default=None,
-                    help="comma-separated (default: all registered: " + ", ".join(MODELS) + ")")
+                    help="comma-separated rows: models (" + ", ".join(MODELS) + ") and rows of "
+                    "a model under a config file of its own (" + ", ".join(table1.CONFIG_ROWS)
+                    + "); default: every one")
     ap.add_argument("--seeds", type=int, default=5, help="seeds per model (default: 5)")
     ap.add_argument("--device", default="auto", help=cli.device("auto"))
     ap.add_argument("--data-dir", default=None, help=cli.DATA_DIR)
@@ -199,7 +206,13 @@ def command(args: argparse.Namespace) -> int:
     store.git_state()
     try:
         datasets = _split_names(args.datasets, DATASETS, "dataset")
-        models = model_order(_split_names(args.models, sorted(MODELS), "model") or list(MODELS))
+        every = model_order(list(MODELS))
+        order = [m for m in every if not table1.is_beyond(m)] + extra_rows(every)
+        chosen = _split_names(args.models, sorted(MODELS) + sorted(table1.CONFIG_ROWS),
+                              "model or row")
+        rows = order if chosen is None else [r for r in order if r in chosen]
+        models = [r for r in rows if r in MODELS and not table1.is_beyond(r)]  # ranked together
+        extras = [r for r in rows if r not in models]  # presets, then the block beyond the paper
         if args.seeds < 1:
             raise HarnessError(f"--seeds must be >= 1, got {args.seeds}")
         if args.jobs is not None and args.jobs < 1:
@@ -212,7 +225,8 @@ def command(args: argparse.Namespace) -> int:
             except HarnessError as e:
                 raise HarnessError(f"--readme {e}") from None
         args.results_dir = Path(args.results_dir or ("results/quick" if args.quick else "results"))
-        per_model = model_settings(args.set, models, QUICK_SETTINGS if args.quick else [])
+        per_model = model_settings(args.set, sorted({table1.row_model(r) for r in rows}),
+                                   QUICK_SETTINGS if args.quick else [])
         store.check_writable(args.results_dir, "--results-dir")
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -231,17 +245,18 @@ def command(args: argparse.Namespace) -> int:
     protocols = ["validation", "published"] if args.protocol == "both" else [args.protocol]
     tasks: list[Task] = []
     homes: dict[tuple[str, str], Path] = {}
-    extras = preset_rows(models)
+    configs = [r for r in extras if r in table1.CONFIG_ROWS]
     planned: dict[tuple[str, str, str, int], Path] = {}  # (dataset, model, hash, seed) -> home
     for d in shown:
-        rows = models + [r for r in extras if table1.preset_file(r, d).is_file()]
+        rows = models + [r for r in extras if r not in configs
+                         or table1.preset_file(r, d).is_file()]
         for m in rows:
             spec = MODELS[table1.row_model(m)]
-            config = str(table1.preset_file(m, d)) if m in extras else None
+            config = str(table1.preset_file(m, d)) if m in configs else None
             overrides = parse_overrides(per_model[table1.row_model(m)])
             try:
-                if d not in loaded:  # rendered from the records: a preset row finds its own
-                    if m in extras:
+                if d not in loaded:  # rendered from the records: a config row finds its own
+                    if m in configs:
                         home = recorded_home(spec, d, *spec.configs(d, overrides, config),
                                              args.results_dir)
                         if home is not None:

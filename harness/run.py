@@ -377,12 +377,21 @@ def prepare(args: argparse.Namespace) -> Prepared:
     return prep
 
 
+def is_guided(model: str) -> bool:
+    """A registered model with classifier-free guidance: a ``w`` setting its sampling reads
+    (DreamRec, PreferDiff), so that each w can be scored without retraining."""
+    spec = MODELS.get(model)
+    return spec is not None and "w" in {f.name for f in dataclasses.fields(spec.config_cls)}
+
+
 def parse_w_variants(text: str | None, model: str) -> list[float]:
     """The guidance strengths of ``--w-variants`` (empty when not given)."""
     if text is None:
         return []
-    if model != "dreamrec":
-        raise HarnessError(f"--w-variants is DreamRec's (guidance strength); {model} has none")
+    if not is_guided(model):
+        guided_models = ", ".join(m for m in sorted(MODELS) if is_guided(m))
+        raise HarnessError(f"--w-variants scores guidance strengths, and {model} has none; "
+                           f"models with guidance: {guided_models}")
     try:
         ws = sorted({float(x) for x in text.split(",") if x.strip()})
     except ValueError:

@@ -42,26 +42,44 @@ OURS = "dreamrec"
 #: releases; the DreamRec release holds AdaRanker's modules and a propensity, unused)
 HARNESS_CODE = ("ips", "adaranker")
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # harness.models.CONFIG_DIR, without torch
-#: labelled extra rows under the tuned ones: row key -> (model, its config file in
-#: harness/configs/<dataset>/, label). Not ranked, not tested; a dataset without the file
-#: shows "—" in the row.
+#: rows of a model under a config file of their own: row key -> (model, the file in
+#: harness/configs/<dataset>/, label). A dataset without the file shows "—" in the row.
 PRESET_ROWS = {"dreamrec.authors": ("dreamrec", "dreamrec.authors.toml", "DreamRec, authors' preset")}
+BEYOND_ROWS = {
+    "dreamrec.detached": ("dreamrec", "dreamrec.detached.toml", "DreamRec, detached targets"),
+    "dreamrec.sphere": ("dreamrec", "dreamrec.sphere.toml", "DreamRec, targets on a sphere"),
+    "dreamrec.sasrec": ("dreamrec", "dreamrec.sasrec.toml", "DreamRec, frozen SASRec items"),
+}
+CONFIG_ROWS = {**PRESET_ROWS, **BEYOND_ROWS}
+#: the block of rows under the paper's: generative models and settings the paper does not have
+BEYOND_TITLE = "Beyond the paper"
 
 
 def row_model(row: str) -> str:
-    """The model behind a row key (a preset row's key is ``<model>.<preset>``)."""
-    return PRESET_ROWS[row][0] if row in PRESET_ROWS else row
+    """The model behind a row key (a config row's key is ``<model>.<name>``)."""
+    return CONFIG_ROWS[row][0] if row in CONFIG_ROWS else row
 
 
 def preset_file(row: str, dataset: str) -> Path:
-    """The config file of preset row ``row`` on ``dataset`` (it may not exist)."""
-    return CONFIG_DIR / dataset / PRESET_ROWS[row][1]
+    """The config file of config row ``row`` on ``dataset`` (it may not exist)."""
+    return CONFIG_DIR / dataset / CONFIG_ROWS[row][1]
+
+
+def is_beyond(row: str) -> bool:
+    """A row of the "beyond the paper" block: a model the paper has no row for, or one of
+    :data:`BEYOND_ROWS`."""
+    return row in BEYOND_ROWS or (row not in PRESET_ROWS and row not in PAPER_NAMES)
+
+
+#: the names of the registered models the paper has no row for, in the order shown
+BEYOND_NAMES = {"preferdiff": "PreferDiff", "diffurec": "DiffuRec"}
 
 
 def row_label(model: str) -> str:
-    if model in PRESET_ROWS:
-        return PRESET_ROWS[model][2]
-    return PAPER_NAMES.get(model, model) + (" ‡" if model in HARNESS_CODE else "")
+    if model in CONFIG_ROWS:
+        return CONFIG_ROWS[model][2]
+    name = PAPER_NAMES.get(model) or BEYOND_NAMES.get(model, model)
+    return name + (" ‡" if model in HARNESS_CODE else "")
 
 
 @dataclass
@@ -122,13 +140,13 @@ def load_cells(results_dir: Path, protocol: str, datasets: list[str], models: li
                homes: dict[tuple[str, str], Path] | None = None,
                rejected: list[tuple[Path, str]] | None = None) -> dict[tuple[str, str], Cell]:
     """Every (dataset, model) with at least one record under ``protocol``, read from
-    ``homes[(dataset, model)]`` (a results folder; default ``results_dir``; a preset row
-    (:data:`PRESET_ROWS`) is read only from its home, never from the default). Records that
+    ``homes[(dataset, model)]`` (a results folder; default ``results_dir``; a config row
+    (:data:`CONFIG_ROWS`) is read only from its home, never from the default). Records that
     cannot be used are left out and appended to ``rejected`` as (path, reason)."""
     cells: dict[tuple[str, str], Cell] = {}
     for dataset in datasets:
         for model in models:
-            if model in PRESET_ROWS and (dataset, model) not in (homes or {}):
+            if model in CONFIG_ROWS and (dataset, model) not in (homes or {}):
                 continue
             root = (homes or {}).get((dataset, model), Path(results_dir))
             folder = store.records_dir(root, dataset, row_model(model)) / protocol
@@ -175,6 +193,24 @@ class Comparison:
     seq_perm_p_holm: float = float("nan")
 
 
+def _tests(ours: Cell, base: Cell, dataset: str, metric: str,
+           sequences: dict[str, np.ndarray] | None) -> Comparison:
+    """Welch over seeds and the sign flips over test sequences, ``ours`` against ``base``."""
+    w = welch_p(ours.values[metric], base.values[metric])
+    x, y = ours.row_means.get(metric), base.row_means.get(metric)  # [n_rows]
+    seq = (sequences or {}).get(dataset)
+    r = (sequence_sign_flip_p(x, y, seq, np.random.default_rng(PERM_SEED))
+         if x is not None and y is not None and seq is not None
+         and x.shape == y.shape == seq.shape else float("nan"))
+    return Comparison(dataset, metric, base.model, w, r)
+
+
+def _holm(family: list[Comparison]) -> None:
+    for attr in ("welch_p", "seq_perm_p"):
+        for c, adj in zip(family, holm([getattr(c, attr) for c in family])):
+            setattr(c, f"{attr}_holm", adj)
+
+
 def compare(cells: dict[tuple[str, str], Cell], datasets: list[str], models: list[str],
             sequences: dict[str, np.ndarray] | None = None) -> dict[tuple[str, str, str], Comparison]:
     """(dataset, metric, baseline) -> DreamRec's tests against that baseline, Holm-corrected
@@ -186,23 +222,32 @@ def compare(cells: dict[tuple[str, str], Cell], datasets: list[str], models: lis
         if ours is None or ours.n == 0:
             continue
         for metric in METRICS:
-            family = []
-            for model in models:
-                base = cells.get((dataset, model))
-                if model == OURS or base is None or base.n == 0:
-                    continue
-                w = welch_p(ours.values[metric], base.values[metric])
-                x, y = ours.row_means.get(metric), base.row_means.get(metric)  # [n_rows]
-                seq = (sequences or {}).get(dataset)
-                r = (sequence_sign_flip_p(x, y, seq, np.random.default_rng(PERM_SEED))
-                     if x is not None and y is not None and seq is not None
-                     and x.shape == y.shape == seq.shape else float("nan"))
-                family.append(Comparison(dataset, metric, model, w, r))
-            for attr in ("welch_p", "seq_perm_p"):
-                for c, adj in zip(family, holm([getattr(c, attr) for c in family])):
-                    setattr(c, f"{attr}_holm", adj)
+            family = [_tests(ours, cells[(dataset, m)], dataset, metric, sequences)
+                      for m in models if m != OURS and (dataset, m) in cells
+                      and cells[(dataset, m)].n]
+            _holm(family)
             for c in family:
                 out[(dataset, metric, c.baseline)] = c
+    return out
+
+
+def compare_beyond(cells: dict[tuple[str, str], Cell], datasets: list[str], models: list[str],
+                   beyond: list[str], sequences: dict[str, np.ndarray] | None = None
+                   ) -> dict[tuple[str, str, str], Comparison]:
+    """(dataset, metric, row) -> a "beyond the paper" row's tests against the best baseline of
+    the column (the best paper row other than DreamRec), Holm-corrected across the block's rows
+    of the dataset x metric."""
+    out: dict[tuple[str, str, str], Comparison] = {}
+    for dataset in datasets:
+        for metric in METRICS:
+            best = best_baseline(cells, dataset, metric, models)
+            if best is None:
+                continue
+            family = {row: _tests(cells[(dataset, row)], cells[(dataset, best)], dataset,
+                                  metric, sequences)
+                      for row in beyond if (dataset, row) in cells and cells[(dataset, row)].n}
+            _holm(list(family.values()))
+            out.update({(dataset, metric, row): c for row, c in family.items()})
     return out
 
 
@@ -244,8 +289,30 @@ class Table:
     sequences: dict[str, np.ndarray] = field(default_factory=dict)
     #: record files left out, with the reason (unreadable, hand-edited, ...)
     rejected: list[tuple[Path, str]] = field(default_factory=list)
-    #: preset rows (:data:`PRESET_ROWS`) shown under ``models``: not ranked, not tested
+    #: rows shown under ``models``, not ranked with them: preset rows (:data:`PRESET_ROWS`),
+    #: not tested, then the "beyond the paper" block (:func:`is_beyond`), each tested against
+    #: the best baseline of the column (``beyond_comparisons``)
     extras: list[str] = field(default_factory=list)
+    beyond_comparisons: dict[tuple[str, str, str], Comparison] = field(default_factory=dict)
+
+    @property
+    def presets(self) -> list[str]:
+        return [r for r in self.extras if not is_beyond(r)]
+
+    @property
+    def beyond(self) -> list[str]:
+        return [r for r in self.extras if is_beyond(r)]
+
+    @property
+    def rows(self) -> list[str]:
+        """Every row in the order shown: the paper's, the presets, the block beyond."""
+        return self.models + self.presets + self.beyond
+
+    def beyond_marker(self, dataset: str, metric: str, row: str) -> str:
+        c = self.beyond_comparisons.get((dataset, metric, row))
+        if c is None:
+            return ""
+        return ("*" if c.welch_p_holm < ALPHA else "") + ("†" if c.seq_perm_p_holm < ALPHA else "")
 
     def data_missing(self, dataset: str) -> bool:
         """The dataset's files are missing and no record of it is here either: its cells say
@@ -259,6 +326,8 @@ class Table:
         records, and redo the comparisons with the test rows' sequences."""
         self.references, self.cold_rows, self.sequences = references, cold_rows, sequences
         self.comparisons = compare(self.cells, self.datasets, self.models, sequences)
+        self.beyond_comparisons = compare_beyond(self.cells, self.datasets, self.models,
+                                                 self.beyond, sequences)
 
     def marker(self, dataset: str, metric: str) -> str:
         """'*' Welch and/or '†' sequence test significant (Holm, alpha 0.05) against the best
@@ -278,10 +347,12 @@ def build(results_dir: Path, protocol: str, datasets: list[str], models: list[st
     :func:`load_cells`), with the preset rows ``extras`` under the models'. A dataset whose
     files are missing still shows the cells it has records for."""
     rejected: list[tuple[Path, str]] = []
-    extras = [r for r in extras or [] if r in PRESET_ROWS]
+    extras = list(extras or [])
     cells = load_cells(results_dir, protocol, datasets, models + extras, homes, rejected)
-    return Table(protocol, datasets, models, cells, compare(cells, datasets, models),
-                 missing_data, quick, rejected=rejected, extras=extras)
+    t = Table(protocol, datasets, models, cells, compare(cells, datasets, models),
+              missing_data, quick, rejected=rejected, extras=extras)
+    t.beyond_comparisons = compare_beyond(cells, datasets, models, t.beyond)
+    return t
 
 
 def _cell_text(t: Table, dataset: str, model: str, metric: str, bold, under, fmt=str,
@@ -289,8 +360,8 @@ def _cell_text(t: Table, dataset: str, model: str, metric: str, bold, under, fmt
     """A cell's "mean ± std" (``fmt`` renders it), best of a column of two or more ``bold``,
     second ``under``, DreamRec's significance marks through ``mark``; or why it is empty."""
     cell = t.cells.get((dataset, model))
-    if model in PRESET_ROWS and not preset_file(model, dataset).is_file():
-        return "—"  # no such preset for this dataset
+    if model in CONFIG_ROWS and not preset_file(model, dataset).is_file():
+        return "—"  # no such config for this dataset
     if (cell is None or cell.n == 0) and t.data_missing(dataset):
         return "data missing"
     if cell is None or cell.n == 0:
@@ -308,10 +379,14 @@ def _cell_text(t: Table, dataset: str, model: str, metric: str, bold, under, fmt
         text = under(text)
     if model == OURS and t.marker(dataset, metric):
         text += mark(t.marker(dataset, metric))
+    if t.beyond_marker(dataset, metric, model):
+        text += mark(t.beyond_marker(dataset, metric, model))
     return text
 
 
 def _paper_text(dataset: str, model: str, metric: str, paper) -> str:
+    if is_beyond(model):
+        return "—"  # the paper has no such row
     model = row_model(model)  # a preset row shows its model's published cell
     cell = paper.get((PAPER_NAMES.get(model, model), dataset))
     if cell is None:
@@ -359,15 +434,22 @@ def footnotes(t: Table) -> list[str]:
         f"the statistic but stays in the sample.",
         SELECTION_GAP_NOTE,
     ]
-    for row in t.extras:
+    for row in t.presets:
         model = PAPER_NAMES.get(row_model(row), row_model(row))
         notes.append(f"{row_label(row)}: {model} with the settings its authors published for the "
                      f"dataset (harness/configs/<dataset>/{PRESET_ROWS[row][1]}), not tuned here; "
                      f"trained, selected and evaluated as every row; not ranked, not tested; — "
                      f"where no setting was published for the dataset.")
+    if t.beyond:
+        notes.append(f"{BEYOND_TITLE}: generative rows the paper does not have ("
+                     + ", ".join(row_label(r) for r in t.beyond) + "), tuned by the same rule "
+                     "and run on the same splits; not ranked with the paper's rows. On their "
+                     "cells * and † mark a difference to the best baseline of the column (the "
+                     "best paper row other than DreamRec) in the same two tests, Holm-corrected "
+                     "across the rows of this block; every p-value is in table1.csv.")
     for d in t.datasets:
         cov = [f"{row_label(m)} {100 * np.mean(t.cells[(d, m)].values['coverage@20']):.1f}"
-               for m in t.models + t.extras
+               for m in t.rows
                if (d, m) in t.cells and "coverage@20" in t.cells[(d, m)].values]
         if cov:
             notes.append(f"{d}, top-20 coverage (% of the items in at least one test row's top "
@@ -434,7 +516,9 @@ def markdown(t: Table) -> str:
         for metric in METRICS:
             head += [f"{d} {METRIC_LABEL[metric]}", "paper"]
     body = []
-    for model in t.models + t.extras:
+    for model in t.rows:
+        if t.beyond and model == t.beyond[0]:
+            body.append([f"*{BEYOND_TITLE}*"] + [""] * (len(head) - 1))
         row = [row_label(model)]
         for d in t.datasets:
             for metric in METRICS:
@@ -470,17 +554,18 @@ TEX_NO_RESULT = "--"  # a cell without a result (not run, failed, data missing; 
 
 
 def _tex_label(model: str) -> str:
-    if model in PRESET_ROWS:
+    if model in CONFIG_ROWS or model in BEYOND_NAMES:
         return _tex_escape(row_label(model))
     mark = r"$^\ddagger$" if model in HARNESS_CODE else ""
     return _tex_escape(PAPER_NAMES.get(model, model)) + mark
 
 
 def _tex_tabular(datasets: list[str], rows: list[list[str]], last: list[str] | None,
-                 extra: list[list[str]] | None = None) -> list[str]:
+                 extra: list[list[str]] | None = None,
+                 beyond: list[list[str]] | None = None) -> list[str]:
     """A booktabs tabular in the paper's layout, one row per model, HR@20 and NDCG@20 under
-    each dataset (then the ``extra`` rows, then ``last``, each after a rule), scaled down to the
-    line width when wider (graphicx)."""
+    each dataset (then the ``extra`` rows, the ``beyond`` block under its title, and ``last``,
+    each after a rule), scaled down to the line width when wider (graphicx)."""
     head = [" & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{_tex_escape(d)}}}" for d in datasets)
             + r" \\",
             "".join(rf"\cmidrule(lr){{{2 + 2 * i}-{3 + 2 * i}}}" for i in range(len(datasets))),
@@ -490,6 +575,9 @@ def _tex_tabular(datasets: list[str], rows: list[list[str]], last: list[str] | N
     lines += [" & ".join(r) + r" \\" for r in rows]
     if extra:
         lines += [r"\midrule"] + [" & ".join(r) + r" \\" for r in extra]
+    if beyond:
+        lines += [r"\midrule", rf"\multicolumn{{{1 + 2 * len(datasets)}}}{{l}}"
+                  rf"{{\emph{{{BEYOND_TITLE}}}}} \\"] + [" & ".join(r) + r" \\" for r in beyond]
     if last is not None:
         lines += [r"\midrule", " & ".join(last) + r" \\"]
     return lines + [r"\bottomrule", r"\end{tabular}}"]
@@ -508,7 +596,7 @@ def latex_body(t: Table) -> str:
     (columns of two or more models), DreamRec's significance marks, and its relative difference
     to the best baseline as the last row."""
     rows = []
-    for model in t.models + t.extras:
+    for model in t.rows:
         row = [_tex_label(model)]
         for d in t.datasets:
             for metric in METRICS:
@@ -517,7 +605,8 @@ def latex_body(t: Table) -> str:
                     t, d, model, metric, lambda s: rf"\textbf{{{s}}}",
                     lambda s: rf"\underline{{{s}}}", _tex_escape, _tex_marks))
         rows.append(row)
-    rows, extra = rows[:len(t.models)], rows[len(t.models):]
+    n, k = len(t.models), len(t.presets)
+    rows, extra, beyond = rows[:n], rows[n:n + k], rows[n + k:]
     last = [r"DreamRec vs.\ best baseline"]
     for d in t.datasets:
         for metric in METRICS:
@@ -530,7 +619,7 @@ def latex_body(t: Table) -> str:
                 last.append(rf"${100 * rel:+.1f}$\,\%")
     what = ("validation-selected" if t.protocol == "validation" else
             "published protocol (test-selected)")
-    return "\n".join(_tex_header(what) + _tex_tabular(t.datasets, rows, last, extra)) + "\n"
+    return "\n".join(_tex_header(what) + _tex_tabular(t.datasets, rows, last, extra, beyond)) + "\n"
 
 
 PAPER_SOURCE = "harness/paper/table1.csv (the paper's Table 1)"
@@ -595,9 +684,11 @@ def latex(tables: list[Table], stem: str = "table1") -> str:
 
 
 def csv_text(tables: list[Table]) -> str:
-    """One row per protocol x dataset x model x metric, with every p-value."""
+    """One row per protocol x dataset x row x metric, with every p-value. ``block``: "paper"
+    (the paper's rows; a baseline's p-values are DreamRec's tests against it), "preset", or
+    "beyond" (a row's own tests against the column's best baseline)."""
     paper = paper_cells()
-    fields = ["protocol", "quick", "dataset", "model", "metric", "seeds", "failed", "mean_pct",
+    fields = ["protocol", "quick", "dataset", "block", "model", "metric", "seeds", "failed", "mean_pct",
               "std_pct", "paper_mean_pct", "paper_std_pct", "rank", "welch_p", "welch_p_holm",
               "seq_perm_p", "seq_perm_p_holm", "best_baseline", "rel_improvement_vs_best_baseline",
               "coverage20_pct", "note"]
@@ -609,13 +700,15 @@ def csv_text(tables: list[Table]) -> str:
             for metric in METRICS:
                 ranked = _ranked(t.cells, d, metric, t.models)
                 best = best_baseline(t.cells, d, metric, t.models)
-                for model in t.models + t.extras:
-                    if model in PRESET_ROWS and not preset_file(model, d).is_file():
+                for model in t.rows:
+                    if model in CONFIG_ROWS and not preset_file(model, d).is_file():
                         continue
                     cell = t.cells.get((d, model))
                     pc = paper.get((PAPER_NAMES.get(row_model(model), row_model(model)), d))
+                    block = ("beyond" if is_beyond(model) else "preset" if model in PRESET_ROWS
+                             else "paper")
                     row: dict[str, Any] = {"protocol": t.protocol, "quick": t.quick, "dataset": d,
-                                           "model": model, "metric": metric}
+                                           "block": block, "model": model, "metric": metric}
                     if pc:
                         row["paper_mean_pct"] = pc[PAPER_KEY[metric] + "_mean"]
                         row["paper_std_pct"] = pc[PAPER_KEY[metric] + "_std"]
@@ -623,9 +716,9 @@ def csv_text(tables: list[Table]) -> str:
                         row["note"] = f"data missing: {t.missing_data[d]}"
                     elif cell is None or cell.n == 0:
                         row["note"] = "not run" if cell is None else "failed"
-                    if model in PRESET_ROWS:
+                    if model in CONFIG_ROWS:
                         row["note"] = "; ".join(filter(None, [
-                            f"{row_label(model)} ({PRESET_ROWS[model][1]}), not ranked",
+                            f"{row_label(model)} ({CONFIG_ROWS[model][1]}), not ranked",
                             row.get("note")]))
                     if cell is not None and cell.n:
                         m, s = mean_std(np.asarray(cell.values[metric]) * 100)
@@ -634,11 +727,12 @@ def csv_text(tables: list[Table]) -> str:
                                    if len(ranked) > 1 and model in ranked else "")
                         if "coverage@20" in cell.values:
                             row["coverage20_pct"] = f"{100 * np.mean(cell.values['coverage@20']):.2f}"
-                    c = t.comparisons.get((d, metric, model))
+                    c = (t.beyond_comparisons if block == "beyond" else t.comparisons).get(
+                        (d, metric, model))
                     if c is not None:
                         row.update(welch_p=c.welch_p, welch_p_holm=c.welch_p_holm,
                                    seq_perm_p=c.seq_perm_p, seq_perm_p_holm=c.seq_perm_p_holm)
-                    if model == OURS and best and cell is not None and cell.n:
+                    if (model == OURS or block == "beyond") and best and cell is not None and cell.n:
                         row["best_baseline"] = best
                         row["rel_improvement_vs_best_baseline"] = relative_improvement(
                             cell.mean(metric), t.cells[(d, best)].mean(metric))
@@ -815,15 +909,28 @@ def reading(tables: list[Table]) -> str:
                          if model in ranked else "")
                 out.append(f"  {row_label(row)}: HR@20 {pct(row):.2f}{tuned}, "
                            f"NDCG@20 {pct(row, 'ndcg@20'):.2f}, {cell.n} seed(s); not ranked.")
+        beyond = [r for r in val.beyond if (d, r) in val.cells and val.cells[(d, r)].n]
+        for row in beyond:
+            parts = []
+            for metric in METRICS:
+                best = best_baseline(val.cells, d, metric, val.models)
+                if best is None:
+                    continue
+                rel = relative_improvement(val.cells[(d, row)].mean(metric),
+                                           val.cells[(d, best)].mean(metric))
+                parts.append(f"{METRIC_LABEL[metric]} {100 * rel:+.1f} % against "
+                             f"{row_label(best)}, {_significance(val.beyond_comparisons.get((d, metric, row)))}")
+            out.append(f"  {BEYOND_TITLE}: {row_label(row)} HR@20 {pct(row):.2f}"
+                       + (f"; {'; '.join(parts)}." if parts else "."))
         one_list = _one_list_pct(val, d)
-        for m in ranked:
+        for m in ranked + beyond:
             cov = val.cells[(d, m)].values.get("coverage@20")
             if cov and 100 * np.mean(cov) < 3 * one_list:
                 out.append(f"  {row_label(m)}'s top-20 lists cover {100 * np.mean(cov):.2f} % of the "
                            f"items, near the {one_list:.2f} % of one list shown to every row: it "
                            f"recommends nearly the same items to everyone (`python -m harness.diagnose` "
                            f"shows which).")
-        cold = cold_rows_text(val, d, ranked)
+        cold = cold_rows_text(val, d, ranked + beyond)
         if cold:
             out.append(f"  {cold}")
         if d not in val.cold_rows or d not in val.references:

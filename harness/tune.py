@@ -13,10 +13,11 @@ dataset (``python -m harness.tune --model sasrec --dataset zhihu``):
    rate: {1e-6, 1e-4}, then the one paper value beyond the better of the two (1e-7 beyond 1e-6,
    1e-3 beyond 1e-4).
 3. **DreamRec**: the number of diffusion steps T in {50, 200, 500, 1000} at the chosen learning
-   rate. Every DreamRec trial also scores the guidance strengths w in {0, 2, 4, 6, 8, 10}
-   without retraining (evaluation variants, each selected on validation as a run of its own
-   would be; the trial itself runs with w = 2); a trial's value is that of its best w, and the
-   chosen config takes that w.
+   rate. Every trial of a model with guidance (DreamRec, and its configs; PreferDiff, which
+   keeps its code's T and takes no weight decay either) also scores the guidance strengths w
+   in {0, 2, 4, 6, 8, 10} without retraining (evaluation variants, each selected on validation
+   as a run of its own would be; the trial itself runs with w = 2); a trial's value is that of
+   its best w, and the chosen config takes that w.
 
 A trial is one seed (seed 0) trained to its own early stop with the config's epochs, patience
 and evaluation cadence; none is pruned. Trials are ranked by validation NDCG@20 (ties by HR@20):
@@ -57,6 +58,7 @@ import numpy as np
 from tabulate import tabulate
 
 from harness import cli, execute, run, store
+from harness.run import is_guided
 from harness.errors import HarnessError
 from harness.models import get_model, render_config
 
@@ -95,7 +97,7 @@ def beyond(grid: list[str], tried: list[str], best: str) -> str | None:
 
 def parse_grid(items: list[str], model: str = "") -> dict[str, list[str]]:
     """The paper's grid for ``model`` with each ``KEY=V1,V2`` item replacing or adding an axis."""
-    grid = {"lr": PAPER_GRID["lr"]} if model == "dreamrec" else dict(PAPER_GRID)
+    grid = {"lr": PAPER_GRID["lr"]} if is_guided(model) else dict(PAPER_GRID)
     for item in items:
         key, sep, values = item.partition("=")
         if not sep or not key or not values:
@@ -309,11 +311,12 @@ def grid_search(search: Search, spec, args, given) -> int:
 def rule_search(search: Search, spec, args, given) -> int:
     """The tuning rule (module docstring), stage by stage; a rerun skips finished trials."""
     search.seeds = 1
-    dreamrec = args.model == "dreamrec"
-    if dreamrec:
+    guided = is_guided(args.model)  # DreamRec, PreferDiff: w scored, no weight decay stage
+    dreamrec = args.model == "dreamrec"  # and a T stage (PreferDiff keeps its code's T)
+    if guided:
         search.extra = ["--protocol", "both", "--set", f"w={RULE_OWN_W}", "--w-variants",
                         ",".join(f"{w:g}" for w in RULE_W)]
-        fixed = {"timesteps": RULE_T_FIXED}
+        fixed = {"timesteps": RULE_T_FIXED} if dreamrec else {}
     else:
         search.extra = ["--protocol", "both"]
         fixed = {"weight_decay": RULE_WD_FIXED}
@@ -348,7 +351,7 @@ def rule_search(search: Search, spec, args, given) -> int:
         rc = stage([{"lr": lr, "timesteps": t} for t in RULE_TIMESTEPS], "T")
         if rc is not None:
             return rc
-    else:
+    elif not guided:
         wds = list(RULE_WD_START)
         rc = stage([{"lr": lr, "weight_decay": wd} for wd in wds], "weight decay")
         if rc is not None:
@@ -362,12 +365,13 @@ def rule_search(search: Search, spec, args, given) -> int:
     rule = ("Rule: learning rate over the paper's values {" + ", ".join(PAPER_GRID["lr"])
             + "} from {" + ", ".join(RULE_LR_START) + "} outward (the next paper value beyond "
             "an edge best, until the best is interior or the grid ends), at "
-            + (f"T = {RULE_T_FIXED}" if dreamrec else f"weight decay {RULE_WD_FIXED}") + "; then "
-            + ("T in {" + ", ".join(RULE_TIMESTEPS) + "} at the chosen learning rate; every "
-               "trial scores w in {" + ", ".join(f"{w:g}" for w in RULE_W) + "} without "
-               "retraining (each w selected on validation as a run of its own)"
-               if dreamrec else "weight decay {" + ", ".join(RULE_WD_START) + "} at the chosen "
-               "learning rate and the paper value beyond the better")
+            + (f"T = {RULE_T_FIXED}" if dreamrec else "the config's T and no weight decay"
+               if guided else f"weight decay {RULE_WD_FIXED}") + "; then "
+            + ("T in {" + ", ".join(RULE_TIMESTEPS) + "} at the chosen learning rate; "
+               if dreamrec else "" if guided else "weight decay {" + ", ".join(RULE_WD_START)
+               + "} at the chosen learning rate and the paper value beyond the better")
+            + ("every trial scores w in {" + ", ".join(f"{w:g}" for w in RULE_W) + "} without "
+               "retraining (each w selected on validation as a run of its own)" if guided else "")
             + ". One seed per trial (seed 0), each trained to its own early stop; no pruning.")
     cmd_text = f"python -m harness.tune --model {args.model} --dataset {args.dataset}"
     return report(search, spec, args, given, done, cmd_text, rule)

@@ -235,7 +235,7 @@ def test_a_truncated_or_hand_edited_record_is_named_and_not_averaged(reproduced,
 @pytest.mark.parametrize("args, message", [
     (["--jobs", "0"], "--jobs must be >= 1, got 0"),
     (["--seeds", "0"], "--seeds must be >= 1"),
-    (["--models", "bert4rec"], "unknown model 'bert4rec'; valid: "),
+    (["--models", "bert4rec"], "unknown model or row 'bert4rec'; valid: "),
     (["--datasets", "netflix"], "unknown dataset 'netflix'; valid: ml-100k, yc, ks, zhihu"),
     (["--set", "bert4rec.lr=1"], "model 'bert4rec' is not in this table"),
 ])
@@ -545,7 +545,8 @@ def test_a_reproduction_runs_the_preset_row_apart_and_only_once_when_it_is_the_c
     own = (configs / "ml-100k" / "dreamrec.toml").read_text()
     preset = configs / "ml-100k" / "dreamrec.authors.toml"
     preset.write_text(re.sub(r"(?m)^lr = .*$", "lr = 0.004", own))
-    args = ["--datasets", "ml-100k", "--models", "dreamrec", "--seeds", "1", "--quick",
+    args = ["--datasets", "ml-100k", "--models", "dreamrec,dreamrec.authors", "--seeds", "1",
+            "--quick",
             "--device", "cpu", "--jobs", "2", "--set", "dreamrec.timesteps=5",
             "--set", "dreamrec.hidden_size=16", "--set", "batch_size=1024"]
     res = tmp_path / "res"
@@ -570,3 +571,57 @@ def test_a_reproduction_runs_the_preset_row_apart_and_only_once_when_it_is_the_c
     (inv,) = [json.loads(x) for x in (res2 / "logs" / "invocations.jsonl").read_text().splitlines()]
     assert inv["runs"] == 1 and not (res2 / "variants").exists()
     assert "(the same config and records as the DreamRec row)" in (res2 / "table1.md").read_text()
+
+
+def test_the_beyond_block_is_tested_against_the_best_baseline_and_never_ranked():
+    """Two generative rows under the paper's: PreferDiff beats the best baseline (GRU4Rec here)
+    on 12 of 12 sequences, DiffuRec ties; neither takes bold or a rank, each is tested against
+    the best baseline with Holm across the block; the paper's columns are empty for them."""
+    seq = np.arange(12)
+    cells = {("d", "gru4rec"): _cell("d", "gru4rec", [0.20, 0.21, 0.19], rows=[0.2] * 12),
+             ("d", "caser"): _cell("d", "caser", [0.10, 0.11, 0.09], rows=[0.1] * 12),
+             ("d", "dreamrec"): _cell("d", "dreamrec", [0.05, 0.06, 0.04], rows=[0.05] * 12),
+             ("d", "preferdiff"): _cell("d", "preferdiff", [0.60, 0.61, 0.59], rows=[0.6] * 12),
+             ("d", "diffurec"): _cell("d", "diffurec", [0.20, 0.22, 0.18], rows=[0.2] * 12)}
+    models = ["gru4rec", "caser", "dreamrec"]
+    t = table1.Table("validation", ["d"], models, cells, table1.compare(cells, ["d"], models), {},
+                     extras=["preferdiff", "diffurec"])
+    t.set_data({}, {}, {"d": seq})
+    assert t.rows == models + ["preferdiff", "diffurec"]
+    c = t.beyond_comparisons[("d", "hr@20", "preferdiff")]
+    assert c.baseline == "gru4rec" and c.seq_perm_p == pytest.approx(2 / 2 ** 12)
+    assert c.seq_perm_p_holm == pytest.approx(2 * 2 / 2 ** 12)  # Holm over the block's two rows
+    assert t.beyond_marker("d", "hr@20", "preferdiff") == "*†"
+    assert t.beyond_marker("d", "hr@20", "diffurec") == ""
+    md = table1.markdown(t).split("\n\n")[0]
+    assert "**20.00 ± 1.00**" in md and "**60" not in md  # GRU4Rec stays the column's best
+    lines = md.splitlines()
+    title = next(i for i, x in enumerate(lines) if x.startswith("| *Beyond the paper*"))
+    pref = next(x for x in lines if x.startswith("| PreferDiff"))
+    assert lines.index(pref) == title + 1 and "60.00 ± 1.00*†" in pref
+    assert [c.strip() for c in pref.strip("|").split("|")][2] == "—"  # no paper cell
+    rows = [r for r in csv.DictReader(io.StringIO(table1.csv_text([t]))) if r["metric"] == "hr@20"]
+    pd = next(r for r in rows if r["model"] == "preferdiff")
+    assert pd["block"] == "beyond" and pd["rank"] == "" and pd["best_baseline"] == "gru4rec"
+    assert float(pd["rel_improvement_vs_best_baseline"]) == pytest.approx(2.0)
+    assert next(r for r in rows if r["model"] == "caser")["block"] == "paper"
+    body = table1.latex_body(t)
+    assert r"\multicolumn{3}{l}{\emph{Beyond the paper}}" in body
+    assert body.index("DreamRec &") < body.index("Beyond the paper") < body.index("PreferDiff &")
+    text = table1.reading([t])
+    assert "Beyond the paper: PreferDiff HR@20 60.00; HR@20 +200.0 % against GRU4Rec, " \
+           "significant in both tests" in text
+
+
+@pytest.mark.parametrize("row", sorted(table1.CONFIG_ROWS))
+def test_a_config_rows_run_reads_its_own_file(row):
+    import argparse
+    from pathlib import Path
+
+    from harness.reproduce_table1 import Task, run_argv
+
+    args = argparse.Namespace(protocol="both", device="cpu", results_dir=Path("r"), data_dir=None)
+    argv = run_argv(Task("zhihu", row, 0), args, 1, [])
+    assert argv[argv.index("--model") + 1] == table1.row_model(row)
+    assert argv[argv.index("--config") + 1] == str(table1.preset_file(row, "zhihu"))
+    assert table1.preset_file(row, "zhihu").is_file()

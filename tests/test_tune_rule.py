@@ -128,3 +128,26 @@ def test_the_rule_refuses_a_set_of_a_setting_it_searches(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --set lr=") and "\n" not in err
     assert not (tmp_path / "res").exists()
+
+
+def test_a_guided_model_without_a_t_stage_tunes_the_learning_rate_and_scores_every_w(
+        tmp_path, configs, monkeypatch):
+    """PreferDiff: the learning rate by the rule at its config's T and weight decay 0, every
+    trial with the w variants, no weight-decay or T stage."""
+    seen = []
+    original = run.prepare
+
+    def spy(args):
+        prep = original(args)
+        seen.append((prep.model_cfg.timesteps, args.w_variants))
+        return prep
+    monkeypatch.setattr(run, "prepare", spy)
+    calls = []
+    fake_runs(monkeypatch, lambda lr, wd: 0.1 - abs(math.log10(lr) + 3) / 100, calls)
+    res = tmp_path / "res"
+    assert tune.main(["--model", "preferdiff", "--dataset", "ml-100k", "--results-dir",
+                      str(res), "--jobs", "1", "--no-write-config"]) == 0
+    assert calls == [(1e-2, 0.0), (1e-3, 0.0), (1e-4, 0.0)]  # interior at once: three trials
+    assert {s for s in seen} == {(2000, "0,2,4,6,8,10")}
+    report = (res / "tuning" / "ml-100k-preferdiff.md").read_text()
+    assert "the config's T and no weight decay" in report and "scores w in {0, 2" in report
