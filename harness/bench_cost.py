@@ -39,7 +39,7 @@ from harness.bench import emit, header
 from harness.data import DATASETS, check_dataset_name
 from harness.data.registry import REPO_ROOT, default_data_dir
 from harness.errors import HarnessError
-from harness.models import MODELS, get_model
+from harness.models import get_model
 
 #: the rows of Table 1, in the table's order
 TABLE1_MODELS = ("gru4rec", "caser", "sasrec", "ips", "adaranker", "cl4srec", "diffrec",

@@ -1,8 +1,6 @@
 """The benchmark commands: the official-code timer (on a stand-in checkout) and their bad input."""
 
 import json
-import textwrap
-from pathlib import Path
 
 import pytest
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.data import SEQ_LEN, Split, build_splits, load_dataset, pickles, prefix_sequences, registry
+from harness.data import SEQ_LEN, Split, build_splits, load_dataset, pickles, prefix_sequences
 from harness.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,6 @@ import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from baselines.adaranker import AdaRanker, AdaRankerConfig
