@@ -90,6 +90,7 @@ class AdaRankerConfig(SASRecConfig):
     modulate: bool = True
     score_block: int = 2**25  # (row, item, unit) values computed at once in full ranking
 
+    POSITIVES_ONLY: ClassVar[bool] = False  # its loss is over its candidates
     HARNESS_FIELDS: ClassVar[tuple[str, ...]] = PairwiseConfig.HARNESS_FIELDS + (
         "encoder", "memory_slots", "np_dropout", "scorer_dropout", "modulate", "score_block")
 

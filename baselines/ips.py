@@ -63,6 +63,7 @@ class IPSConfig(SASRecConfig):
     propensity_lr: float = 1e-3
     propensity_weight_decay: float = 0.0
 
+    POSITIVES_ONLY: ClassVar[bool] = False  # its loss is over its candidates
     HARNESS_FIELDS: ClassVar[tuple[str, ...]] = PairwiseConfig.HARNESS_FIELDS + (
         "propensity", "clip_quantile", "self_normalize", "popularity_power",
         "propensity_epochs", "propensity_lr", "propensity_weight_decay")

@@ -55,16 +55,22 @@ class PairwiseConfig:
     """The training protocol shared by the learning-to-classify baselines."""
 
     loss: str = "bce"  # bce (the paper's) or bpr
-    n_negatives: int = 1  # negatives per positive, drawn uniformly by the trainer (1:1)
+    #: negatives per positive, drawn uniformly by the trainer (1:1); 0 with bce trains on the
+    #: positives alone (-log σ(pos)), the paper's "without negative sampling" (its Figure 3)
+    n_negatives: int = 1
 
     #: fields the harness reads itself; RecBole's constructor gets every other field
     HARNESS_FIELDS: ClassVar[tuple[str, ...]] = ("loss", "n_negatives")
+    #: whether the model trains with n_negatives = 0 (a loss on the positives alone)
+    POSITIVES_ONLY: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if self.n_negatives < 1:
-            raise ValueError(f"n_negatives must be >= 1, got {self.n_negatives}")
+        if self.n_negatives < 0 or (self.n_negatives == 0 and (
+                self.loss != "bce" or not self.POSITIVES_ONLY)):
+            raise ValueError(f"n_negatives must be >= 1 (or 0 with loss bce: positives only), "
+                             f"got {self.n_negatives} with loss {self.loss!r}")
 
     def recbole_params(self) -> dict[str, Any]:
         """The settings RecBole's constructor reads (``loss_type`` only picks its unused head)."""
@@ -164,9 +170,11 @@ class RecBoleSequential(SequentialRecommender):
     def next_item_loss(self, seq: Tensor, batch: Batch) -> Tensor:
         """The pairwise loss of representations ``seq`` [B, H] on the batch's target and
         negatives."""
-        assert batch.negatives is not None, "the trainer draws negatives for this model"
         emb = self.net.item_embedding
         pos = (seq * emb(batch.target + 1)).sum(-1)
+        if self.n_negatives == 0:  # positives only
+            return pairwise_loss(pos, pos.new_zeros(pos.shape[0], 0), self.config.loss)
+        assert batch.negatives is not None, "the trainer draws negatives for this model"
         neg = torch.einsum("bh,bkh->bk", seq, emb(batch.negatives + 1))
         return pairwise_loss(pos, neg, self.config.loss)
 

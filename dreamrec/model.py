@@ -276,6 +276,10 @@ class DreamRec(SequentialRecommender):
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr,
                  "weight_decay": weight_decay}]
 
+    def item_table(self) -> Tensor:
+        """The real items' embeddings [n_items, H] (the pad row left out)."""
+        return self.item_embeddings.weight[: self.n_items]
+
     # -- prediction -------------------------------------------------------------------------
     def item_scores(self, oracle: Tensor) -> Tensor:
         """Inner product of oracle embeddings [B, H] with every real item -> [B, n_items]

@@ -111,6 +111,9 @@ class DiffuRec(SequentialRecommender):
         rep = self.out_norm(self.out_dropout(rep))
         return rep[torch.arange(len(length), device=rep.device), length - 1]
 
+    def item_table(self) -> Tensor:
+        return self.item_embeddings.weight[: self.n_items]
+
     def item_scores(self, x0_hat: Tensor) -> Tensor:
         return x0_hat @ self.item_embeddings.weight[: self.n_items].T
 

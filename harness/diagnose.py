@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="the seed whose saved state to read (default: 0)")
     ap.add_argument("--device", default="cpu", help=cli.device("cpu"))
     ap.add_argument("--data-dir", default=None, help=cli.DATA_DIR)
+    ap.add_argument("--config", default=None, metavar="FILE",
+                    help="the settings file the run used, if not the model's own (e.g. "
+                    "harness/configs/zhihu/dreamrec.sphere.toml)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=cli.SET)
     ap.add_argument("--out", default=None, help="also write the report to this file")
     args = ap.parse_args(argv)
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = get_model(args.model)
         check_dataset_name(args.dataset)
-        model_cfg, train_cfg = spec.configs(args.dataset, parse_overrides(args.set))
+        model_cfg, train_cfg = spec.configs(args.dataset, parse_overrides(args.set), args.config)
         device = pick_device(args.device)
         splits = load_dataset(args.dataset, args.data_dir)
         _, chash = record_base(spec, args.dataset, splits, model_cfg, train_cfg)
@@ -64,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             raise HarnessError(
                 f"no saved state for {spec.name} on {args.dataset}, seed {args.seed}, this config "
                 f"({path}); make it with python -m harness.run --model {spec.name} --dataset "
-                f"{args.dataset} --first-seed {args.seed} --seeds 1 --save-model")
+                f"{args.dataset}{' --config ' + args.config if args.config else ''} "
+                f"--first-seed {args.seed} --seeds 1 --save-model")
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -107,9 +111,12 @@ def main(argv: list[str] | None = None) -> int:
                                 "rows whose target is never a train target",
                                 "HR@20 % on those rows", "HR@20 % on the other rows"],
                  tablefmt="github"), ""]
-    emb = getattr(model, "item_embeddings", None)
-    if emb is not None:
-        norms = emb.weight[:n].detach().norm(dim=1).cpu().numpy()
+    try:
+        table = model.item_table()
+    except NotImplementedError:  # a model without one table of item embeddings
+        table = None
+    if table is not None:
+        norms = table.detach().norm(dim=1).cpu().numpy()
         rest = (f"items that never are {norms[never].mean():.3f} ± {norms[never].std():.3f}"
                 if never.any() else "every item is one")
         lines += [f"Item embedding norms (mean ± std): items that are training targets "

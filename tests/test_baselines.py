@@ -422,3 +422,31 @@ def test_diffrec_timesteps_are_recboles_draw_once_the_histories_are_full():
     theirs = reference(net, 64, "cpu", "importance")
     assert torch.equal(ours[0], theirs[0])
     torch.testing.assert_close(ours[1], theirs[1].float(), rtol=1e-6, atol=0)
+
+
+def test_sasrec_without_negatives_trains_on_the_positives_alone():
+    """n_negatives = 0 with bce: the loss is the mean of -log σ(pos) (the paper's SASRec
+    "without negative sampling" of its Figure 3); the trainer draws none; the models whose
+    loss needs candidates refuse it."""
+    import torch.nn.functional as F
+
+    from baselines.contract import Batch
+    from baselines.ips import IPSConfig
+    from baselines.recbole_models import SASRec, SASRecConfig
+
+    torch.manual_seed(0)
+    m = SASRec(30, SASRecConfig(n_negatives=0, hidden_size=16, inner_size=32, n_layers=1))
+    assert m.n_negatives == 0
+    g = torch.Generator().manual_seed(0)
+    hist = torch.randint(0, 30, (6, 10), generator=g)
+    length = torch.full((6,), 10)
+    target = torch.randint(0, 30, (6,), generator=g)
+    m.eval()
+    loss = m.calculate_loss(Batch(hist, length, target, None, g))
+    seq = m.encode(m.interaction(hist, length))
+    pos = (seq * m.net.item_embedding(target + 1)).sum(-1)
+    assert torch.allclose(loss, F.softplus(-pos).mean())
+    with pytest.raises(ValueError, match="or 0 with loss bce"):
+        SASRecConfig(n_negatives=0, loss="bpr")
+    with pytest.raises(ValueError, match="or 0 with loss bce"):
+        IPSConfig(n_negatives=0)

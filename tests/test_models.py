@@ -103,3 +103,13 @@ def test_committed_diffrec_records_keep_their_hash_with_the_time_aware_settings_
         for change in ({"time_aware": True}, {"w_min": 0.2}):
             payload["config"]["model"] = hashed_fields(dataclasses.replace(model_cfg, **change))
             assert store.config_hash(payload) != rec["config_hash"], change
+
+
+def test_every_other_config_file_is_valid_for_its_model():
+    """``<model>.<name>.toml`` files (presets, rows beyond the paper, figure-only settings)
+    load as their model's settings on their dataset."""
+    files = sorted(Path(MODELS["dreamrec"].config_path("zhihu")).parent.parent.glob("*/*.*.toml"))
+    assert len(files) >= 10
+    for path in files:
+        model = path.name.split(".")[0]
+        MODELS[model].configs(path.parent.name, None, path)  # raises on a bad file
