@@ -224,6 +224,14 @@ class DreamRec(SequentialRecommender):
         noise from the batch's generator; :meth:`loss_from` is the rest, free of random
         operations.
         """
+        bits, drop, t, noise = self.step_draws(batch, 1)
+        return self.loss_from(batch.history, batch.length, batch.target, bits, drop, t, noise[0])
+
+    def step_draws(self, batch: Batch, n_noise: int) -> tuple[
+            tuple[Tensor, ...] | None, Tensor, Tensor, Tensor]:
+        """A training step's random draws, in order: the dropout masks' bits (torch's global
+        generator), then from the batch's generator the guidance dropout [B, 1], the diffusion
+        steps [B] and ``n_noise`` noise draws [n_noise, B, H] (one call)."""
         g = batch.generator
         B, L = batch.history.shape
         dev = batch.history.device
@@ -233,8 +241,8 @@ class DreamRec(SequentialRecommender):
             bits = torch.empty(sum(words), dtype=torch.int32, device=dev).random_().split(words)
         drop = torch.rand(B, 1, generator=g, device=dev) < self.config.p_uncond
         t = torch.randint(0, self.config.timesteps, (B,), generator=g, device=dev)
-        noise = torch.randn((B, self.config.hidden_size), generator=g, device=dev)
-        return self.loss_from(batch.history, batch.length, batch.target, bits, drop, t, noise)
+        noise = torch.randn((n_noise, B, self.config.hidden_size), generator=g, device=dev)
+        return bits, drop, t, noise
 
     def loss_from(self, history: Tensor, length: Tensor, target: Tensor,
                   bits: tuple[Tensor, ...] | None, drop: Tensor, t: Tensor,

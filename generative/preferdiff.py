@@ -76,16 +76,7 @@ class PreferDiff(DreamRec):
     config: PreferDiffConfig
 
     def calculate_loss(self, batch: Batch) -> Tensor:
-        g = batch.generator
-        B, L = batch.history.shape
-        dev = batch.history.device
-        bits = None
-        if self.training and self.encoder.emb_dropout.threshold:
-            words = self.encoder.dropout_words(B, L)
-            bits = torch.empty(sum(words), dtype=torch.int32, device=dev).random_().split(words)
-        drop = torch.rand(B, 1, generator=g, device=dev) < self.config.p_uncond
-        t = torch.randint(0, self.config.timesteps, (B,), generator=g, device=dev)
-        noise = torch.randn((2, B, self.config.hidden_size), generator=g, device=dev)
+        bits, drop, t, noise = self.step_draws(batch, 2)
         return self.preference_loss(batch.history, batch.length, batch.target, bits, drop, t,
                                     noise[0], noise[1])
 
