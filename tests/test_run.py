@@ -179,7 +179,7 @@ def test_nan_loss_marks_the_run_failed_and_keeps_it_out_of_the_mean(tmp_path, ca
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "nope"], "unknown model 'nope'; valid: adaranker, caser, cl4srec, diffrec, "
-                          "dreamrec, gru4rec, ips, sasrec"),
+                          "diffurec, dreamrec, gru4rec, ips, preferdiff, sasrec"),
     (["--dataset", "movielens"], "unknown dataset 'movielens'; valid: ml-100k, yc, ks, zhihu"),
     (["--set", "bogus=1"], "unknown setting 'bogus' for dreamrec; valid:"),
     (["--set", "timesteps=many"], "setting 'timesteps' must be int, got 'many'"),
