@@ -11,7 +11,10 @@ dataset (``python -m harness.tune --model sasrec --dataset zhihu``):
    the config file's.
 2. **Weight decay** (the baselines; DreamRec takes none, as in the paper) at the chosen learning
    rate: {1e-6, 1e-4}, then the one paper value beyond the better of the two (1e-7 beyond 1e-6,
-   1e-3 beyond 1e-4).
+   1e-3 beyond 1e-4). A value whose decay AdamW cannot apply at that learning rate (``1 - lr *
+   wd`` rounds to exactly 1 in float32: :func:`inert_decay`) is not trained: it would repeat the
+   learning-rate stage's trial (weight decay 1e-6, itself inert) bit for bit; the report names
+   it.
 3. **DreamRec**: the number of diffusion steps T in {50, 200, 500, 1000} at the chosen learning
    rate. Every trial of a model with guidance (DreamRec, and its configs; PreferDiff, which
    keeps its code's T and takes no weight decay either) also scores the guidance strengths w
@@ -75,6 +78,13 @@ RULE_WD_FIXED = "1e-6"
 RULE_T_FIXED = "500"
 RULE_OWN_W = "2"
 TUNING_SEED = 0
+
+
+def inert_decay(lr: str, weight_decay: str) -> bool:
+    """AdamW's decoupled weight decay multiplies each float32 weight by ``1 - lr * wd`` per step;
+    below about 3e-8 for ``lr * wd`` that factor rounds to exactly 1 and the decay does nothing
+    (at lr 1e-3: 1e-7, 1e-6 and 1e-5; at lr 1e-4: every value up to 1e-4)."""
+    return bool(np.float32(1.0 - float(lr) * float(weight_decay)) == np.float32(1.0))
 
 
 def paper_value(x: float) -> str:
@@ -335,6 +345,7 @@ def rule_search(search: Search, spec, args, given) -> int:
                                f"{search.root}/")
         return max(scored, key=lambda t: search.score(t)[0])
 
+    skipped: list[str] = []  # weight decays not trained: exactly no-ops at the chosen lr
     lrs = list(RULE_LR_START)
     rc = stage([{"lr": lr, **fixed} for lr in lrs], "lr")
     while rc is None:
@@ -353,12 +364,17 @@ def rule_search(search: Search, spec, args, given) -> int:
             return rc
     elif not guided:
         wds = list(RULE_WD_START)
-        rc = stage([{"lr": lr, "weight_decay": wd} for wd in wds], "weight decay")
+        # a value that AdamW cannot apply at this lr repeats the lr stage's trial bit for bit
+        live = [wd for wd in wds if wd == RULE_WD_FIXED or not inert_decay(lr, wd)]
+        skipped += [wd for wd in wds if wd not in live]
+        rc = stage([{"lr": lr, "weight_decay": wd} for wd in live], "weight decay")
         if rc is not None:
             return rc
-        better = best_of([search.trial({"lr": lr, "weight_decay": wd}, "") for wd in wds])
+        better = best_of([search.trial({"lr": lr, "weight_decay": wd}, "") for wd in live])
         nxt = beyond(PAPER_GRID["weight_decay"], wds, better.point["weight_decay"])
-        if nxt is not None:
+        if nxt is not None and inert_decay(lr, nxt):
+            skipped.append(nxt)
+        elif nxt is not None:
             rc = stage([{"lr": lr, "weight_decay": nxt}], "weight decay (beyond)")
             if rc is not None:
                 return rc
@@ -372,7 +388,11 @@ def rule_search(search: Search, spec, args, given) -> int:
                + "} at the chosen learning rate and the paper value beyond the better")
             + ("every trial scores w in {" + ", ".join(f"{w:g}" for w in RULE_W) + "} without "
                "retraining (each w selected on validation as a run of its own)" if guided else "")
-            + ". One seed per trial (seed 0), each trained to its own early stop; no pruning.")
+            + ". One seed per trial (seed 0), each trained to its own early stop; no pruning."
+            + (f" Not trained: weight decay {', '.join(skipped)} at lr {lr}: AdamW multiplies "
+               f"each weight by 1 - lr x weight decay per step, which rounds to exactly 1 in "
+               f"float32 there (a no-op: the trial would repeat lr {lr}, weight decay "
+               f"{RULE_WD_FIXED}, whose decay is inert too, bit for bit)." if skipped else ""))
     cmd_text = f"python -m harness.tune --model {args.model} --dataset {args.dataset}"
     return report(search, spec, args, given, done, cmd_text, rule)
 

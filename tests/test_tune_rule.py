@@ -73,20 +73,22 @@ def test_the_rule_runs_its_stages_chooses_on_validation_and_adopts_seed0(tmp_pat
     res = tmp_path / "res"
     assert tune.main(["--model", "gru4rec", "--dataset", "ml-100k", "--results-dir", str(res),
                       "--jobs", "1"]) == 0
-    assert calls == [(1e-2, 1e-6), (1e-3, 1e-6), (1e-4, 1e-6), (5e-5, 1e-6),  # lr, outward
-                     (5e-5, 1e-4), (5e-5, 1e-3)]  # weight decay at the chosen lr, and beyond
+    # lr outward; at lr 5e-5 AdamW cannot apply a decay of 1e-4 or 1e-7 (1 - lr wd rounds to 1
+    # in float32): those trials would repeat (5e-5, 1e-6) bit for bit and are not trained
+    assert calls == [(1e-2, 1e-6), (1e-3, 1e-6), (1e-4, 1e-6), (5e-5, 1e-6)]
     report = (res / "tuning" / "ml-100k-gru4rec.md").read_text()
-    assert "Chosen by validation NDCG@20: **lr=5e-5, weight_decay=1e-4**" in report
-    assert "6 trials, 6 CPU-minutes" in report
+    assert "Chosen by validation NDCG@20: **lr=5e-5, weight_decay=1e-6**" in report
+    assert "Not trained: weight decay 1e-4, 1e-7 at lr 5e-5" in report
+    assert "4 trials, 4 CPU-minutes" in report
     written = (configs / "ml-100k" / "gru4rec.toml").read_text()
-    assert "lr = 5e-05" in written and "weight_decay = 0.0001" in written
+    assert "lr = 5e-05" in written and "weight_decay = 1e-06" in written
     # the winning trial ran the config's own settings: its records are the config's seed 0
     prep = run.prepare(run.build_parser().parse_args(
         ["--model", "gru4rec", "--dataset", "ml-100k", "--results-dir", str(res)]))
     for protocol in store.PROTOCOLS:
         path = store.record_path(res, "ml-100k", "gru4rec", protocol, 0)
         assert store.is_done(path, prep.chash)
-        assert json.loads(path.read_text())["val"]["ndcg@20"] == pytest.approx(value(5e-5, 1e-4))
+        assert json.loads(path.read_text())["val"]["ndcg@20"] == pytest.approx(value(5e-5, 1e-6))
     # a rerun trains nothing more and chooses the same
     calls.clear()
     assert tune.main(["--model", "gru4rec", "--dataset", "ml-100k", "--results-dir", str(res),
@@ -100,8 +102,9 @@ def test_an_interior_learning_rate_stops_the_outward_search(tmp_path, configs, m
               - abs(math.log10(wd) + 6) / 1000, calls)
     assert tune.main(["--model", "sasrec", "--dataset", "ml-100k", "--results-dir",
                       str(tmp_path / "res"), "--jobs", "1", "--no-write-config"]) == 0
-    assert [lr for lr, _ in calls] == [1e-2, 1e-3, 1e-4, 1e-3, 1e-3]
-    assert [wd for _, wd in calls][3:] == [1e-4, 1e-7]  # 1e-6 was the lr stage's; 1e-7 beyond
+    assert [lr for lr, _ in calls] == [1e-2, 1e-3, 1e-4, 1e-3]
+    # 1e-6 was the lr stage's; 1e-7 beyond it is a no-op at lr 1e-3 (not trained)
+    assert [wd for _, wd in calls][3:] == [1e-4]
 
 
 def test_trials_within_one_seed_std_are_reported_as_ties(tmp_path, configs, monkeypatch):
@@ -151,3 +154,19 @@ def test_a_guided_model_without_a_t_stage_tunes_the_learning_rate_and_scores_eve
     assert {s for s in seen} == {(2000, "0,2,4,6,8,10")}
     report = (res / "tuning" / "ml-100k-preferdiff.md").read_text()
     assert "the config's T and no weight decay" in report and "scores w in {0, 2" in report
+
+
+def test_a_weight_decay_adamw_can_apply_is_searched_beyond_the_better(tmp_path, configs,
+                                                                        monkeypatch):
+    """At lr 1e-2 a decay of 1e-4 acts (1 - 1e-6 is a float32 below 1): it is tried, found
+    better, and 1e-3 beyond it is tried too."""
+    calls = []
+    fake_runs(monkeypatch, lambda lr, wd: 0.1 - abs(math.log10(lr) + 2) / 100
+              - abs(math.log10(wd) + 3.5) / 1000, calls)
+    assert tune.main(["--model", "sasrec", "--dataset", "ml-100k", "--results-dir",
+                      str(tmp_path / "res"), "--jobs", "1", "--no-write-config"]) == 0
+    assert calls[3:] == [(1e-2, 1e-4), (1e-2, 1e-3)]
+    assert tune.inert_decay("1e-2", "1e-6") and not tune.inert_decay("1e-2", "1e-5")
+    assert tune.inert_decay("5e-5", "1e-4") and not tune.inert_decay("5e-5", "1e-3")
+    report = (tmp_path / "res" / "tuning" / "ml-100k-sasrec.md").read_text()
+    assert "Not trained" not in report
