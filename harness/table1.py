@@ -94,6 +94,8 @@ class Cell:
     failed: int = 0
     devices: set[str] = field(default_factory=set)
     config_hashes: set[str] = field(default_factory=set)
+    #: the [model] settings of each config among the records (usually one)
+    model_configs: list[dict[str, Any]] = field(default_factory=list)
     n_items: int = 0
     data_checksum: str | None = None
 
@@ -165,6 +167,8 @@ def load_cells(results_dir: Path, protocol: str, datasets: list[str], models: li
                 cell.n_items = int(rec.get("n_items", 0))
                 cell.data_checksum = rec.get("data_checksum")
                 cell.devices.add(record_devices(rec))
+                if str(rec.get("config_hash")) not in cell.config_hashes:
+                    cell.model_configs.append(dict(rec.get("config", {}).get("model", {})))
                 cell.config_hashes.add(str(rec.get("config_hash")))
                 rows = row_metrics(ranks, (20,))
                 if "coverage@20" in rec["test"]:
@@ -464,7 +468,7 @@ def footnotes(t: Table) -> list[str]:
                      "IPS or an AdaRanker recommender (the DreamRec release holds AdaRanker's "
                      "NeuProcessEncoder and MemoryUnit modules and a popularity propensity, all "
                      "unused); see baselines/ips.py and baselines/adaranker.py for where each "
-                     "part comes from.")
+                     "part comes from." + _propensities(t))
     for d in t.datasets:
         if d not in t.sequences and any(c.dataset == d for c in t.comparisons.values()):
             notes.append(f"{d}: no † test: its test rows' sequences come from its files or from "
@@ -481,6 +485,20 @@ def footnotes(t: Table) -> list[str]:
     for path, why in t.rejected:
         notes.append(f"Left out, not averaged: {Path(path).as_posix()}: {why}.")
     return notes
+
+
+def _propensities(t: Table) -> str:
+    """" IPS's propensity in these records: <dataset> <kind>, ..." (from the records' own
+    settings: sequential is S-IPS's p(target | history), popularity the DreamRec code's), or ""."""
+    kinds = []
+    for d in t.datasets:
+        cell = t.cells.get((d, "ips"))
+        if cell is not None and cell.n:
+            found = sorted({str(c["propensity"]) if "propensity" in c else
+                            f"sequential, the earlier design (a fixed clip of "
+                            f"{c.get('propensity_clip', '?')})" for c in cell.model_configs})
+            kinds.append(f"{d} {' and '.join(found)}")
+    return f" IPS's propensity in these records: {', '.join(kinds)}." if kinds else ""
 
 
 def _n_items(t: Table, dataset: str) -> int:

@@ -625,3 +625,15 @@ def test_a_config_rows_run_reads_its_own_file(row):
     assert argv[argv.index("--model") + 1] == table1.row_model(row)
     assert argv[argv.index("--config") + 1] == str(table1.preset_file(row, "zhihu"))
     assert table1.preset_file(row, "zhihu").is_file()
+
+
+def test_the_notes_say_which_propensity_the_ips_records_use():
+    cells = {("a", "ips"): _cell("a", "ips", [0.1, 0.1]), ("b", "ips"): _cell("b", "ips", [0.1, 0.1]),
+             ("c", "ips"): _cell("c", "ips", [0.1, 0.1])}
+    cells[("a", "ips")].model_configs = [{"propensity": "popularity", "clip_quantile": 0.1}]
+    cells[("b", "ips")].model_configs = [{"propensity": "sequential", "clip_quantile": 0.1}]
+    cells[("c", "ips")].model_configs = [{"propensity_clip": 0.01}]  # before the redesign
+    t = table1.Table("validation", ["a", "b", "c"], ["ips", "dreamrec"], cells, {}, {})
+    note = next(n for n in table1.footnotes(t) if n.startswith("‡"))
+    assert note.endswith("IPS's propensity in these records: a popularity, b sequential, c "
+                         "sequential, the earlier design (a fixed clip of 0.01).")
