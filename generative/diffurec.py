@@ -29,7 +29,9 @@ the protocol's 10 items, right-padded (the code: 50, left-padded); attention mas
 not a class of the cross-entropy and never scored (the code's softmax and ranking include it);
 no extra dropout after each block; Adam's lr decay left out; selection on validation NDCG@20
 every ``eval_every`` epochs (the code: any of HR/NDCG@5/10/20, every 20 epochs, patience 5);
-lambda and the reverse noise come from the trainer's and the evaluation's generators.
+lambda and the reverse noise come from the trainer's and the evaluation's generators; dropout
+masks come from 15-bit draws (:class:`kernels.ops.Dropout`: p = 0.1 is 0.1000061, 0.3 is
+0.2999878), except the attention weights' (PyTorch's own).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from torch import Tensor, nn
 from baselines.contract import Batch, SequentialRecommender
 from dreamrec.model import sinusoidal_embedding
 from dreamrec.schedule import DiffusionSchedule
+from kernels.ops import Dropout
 
 
 @dataclass
@@ -82,14 +85,17 @@ class DiffuRec(SequentialRecommender):
         self.config = config
         H = config.hidden_size
         self.item_embeddings = nn.Embedding(n_items + 1, H)  # row n_items = pad, N(0, 1)
-        self.emb_dropout = nn.Dropout(config.emb_dropout)
+        self.emb_dropout = Dropout(config.emb_dropout)
         self.emb_norm = nn.LayerNorm(H, eps=1e-12)
         self.time_mlp = nn.Sequential(nn.Linear(H, 4 * H), nn.SiLU(), nn.Linear(4 * H, H))
         layer = nn.TransformerEncoderLayer(H, config.n_heads, 4 * H, config.dropout,
                                            activation=lambda x: F.gelu(x, approximate="tanh"),
                                            batch_first=True, norm_first=True)
         self.blocks = nn.TransformerEncoder(layer, config.n_blocks, enable_nested_tensor=False)
-        self.out_dropout = nn.Dropout(config.dropout)
+        for block in self.blocks.layers:  # the project's cheaper dropout masks (kernels.ops)
+            block.dropout, block.dropout1, block.dropout2 = (Dropout(config.dropout)
+                                                             for _ in range(3))
+        self.out_dropout = Dropout(config.dropout)
         self.out_norm = nn.LayerNorm(H, eps=1e-12)
         self.schedule = DiffusionSchedule.create(config.schedule, config.timesteps)
         T = config.timesteps
