@@ -60,10 +60,12 @@ class SequentialRecommender(nn.Module):
         model derives from them and must survive a resume belongs in its buffers."""
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
-        """The optimizer's parameter groups: by default every parameter with the run's ``lr``
+        """The optimizer's parameter groups: by default every parameter that trains (a frozen
+        one, such as DreamRec's item table taken from SASRec, is left out) with the run's ``lr``
         and ``weight_decay``; a model with a part trained under settings of its own (IPS's
         propensity model) returns a group for it."""
-        return [{"params": list(self.parameters()), "lr": lr, "weight_decay": weight_decay}]
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr,
+                 "weight_decay": weight_decay}]
 
     def item_table(self) -> Tensor:
         """The real items' embeddings [n_items, H], for a model that has one table of them (a

@@ -279,11 +279,6 @@ class DreamRec(SequentialRecommender):
             self.item_embeddings.weight[: self.n_items] = table
         self.item_embeddings.weight.requires_grad_(False)
 
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
-        """Every parameter that trains (a frozen item table is left out)."""
-        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr,
-                 "weight_decay": weight_decay}]
-
     def item_table(self) -> Tensor:
         """The real items' embeddings [n_items, H] (the pad row left out)."""
         return self.item_embeddings.weight[: self.n_items]

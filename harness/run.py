@@ -339,13 +339,18 @@ def recorded_home(spec: ModelSpec, dataset: str, model_cfg: Any, train_cfg: Trai
     """Without the data: the results folder (``results_dir`` or one of its variants) whose
     records of ``spec`` on ``dataset`` have these configs (their hash, with each record's own
     data checksum), or None."""
+    wanted: dict[str | None, str] = {}  # data checksum -> the hash these configs have with it
     roots = [Path(results_dir)] + sorted((Path(results_dir) / store.VARIANTS).glob("*"))
     for root in roots:
-        for path, chash in store.record_hashes(root, dataset, spec.name).items():
+        for path in sorted(store.records_dir(root, dataset, spec.name).glob("*/seed*.json")):
             rec = store.read_record(path)
-            payload = hash_payload(spec, dataset, model_cfg, train_cfg,
-                                   rec.get("data_checksum") if rec else None)
-            if store.config_hash(payload) == chash:
+            if rec is None or not rec.get("config_hash"):
+                continue
+            checksum = rec.get("data_checksum")
+            if checksum not in wanted:
+                wanted[checksum] = store.config_hash(
+                    hash_payload(spec, dataset, model_cfg, train_cfg, checksum))
+            if wanted[checksum] == rec["config_hash"]:
                 return root
     return None
 
