@@ -12,6 +12,10 @@ recbole 1.2.1 predates both. What goes wrong, and what this module does about it
   :class:`ModelDataset` the two counts they ask a dataset for. Only the benchmark against RecBole's
   own trainer needs a real ``Config``; :func:`isolated_recbole_config` builds it with an empty
   argv, restores the environment afterwards and provides the numpy aliases it assigns from.
+- recbole 1.2.1's metadata pins ``ray<=2.6.3`` (which fails to import: ``No module named
+  'pkg_resources'``) and colorlog/colorama exactly, so it is installed with ``--no-deps``
+  (:data:`RECBOLE_INSTALL`) and pyproject.toml declares what its imported modules need;
+  :func:`require_recbole` says how to install it when it is missing.
 - RecBole's trainer reloads checkpoints with ``torch.load`` and no ``weights_only``; torch >= 2.6
   refuses the pickled config in them. :func:`torch_load_full` is the loader to patch in, for
   RecBole's own trainer only (files this process wrote itself).
@@ -39,9 +43,27 @@ FIELDS = {"USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "LIST_SUFFIX":
           "ITEM_LIST_LENGTH_FIELD": "item_length", "NEG_PREFIX": "neg_"}
 
 
+#: how recbole is installed: without its own pins (ray<=2.6.3, which does not import on a current
+#: setuptools, among them); pyproject.toml declares what the harness needs of its dependencies
+RECBOLE_INSTALL = "pip install --no-deps recbole==1.2.1"
+
+
+def require_recbole() -> None:
+    """HarnessError (one line: how to install it) when recbole is not installed."""
+    import importlib.util
+
+    from harness.errors import HarnessError
+
+    if importlib.util.find_spec("recbole") is None:
+        raise HarnessError(f"recbole is not installed; install it with: {RECBOLE_INSTALL} (its "
+                           f"own pinned dependencies are not needed: pyproject.toml declares "
+                           f"what the harness uses)")
+
+
 @functools.cache
 def recbole_models() -> SimpleNamespace:
     """The RecBole model classes the harness wraps, imported without side effects on autograd."""
+    require_recbole()
     anomaly = torch.is_anomaly_enabled()
     check_nan = torch.is_anomaly_check_nan_enabled()
     try:

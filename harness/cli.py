@@ -21,3 +21,35 @@ def description(doc: str | None) -> str:
     """A module docstring's first paragraph as a ``--help`` description, without reST marks."""
     first = (doc or "").strip().split("\n\n")[0]
     return " ".join(first.replace("``", "").split())
+
+
+def add_cluster_options(ap) -> None:
+    """``--address`` and ``--gpus-per-run``: where the runs of an invocation train (Ray)."""
+    ap.add_argument("--address", default=None,
+                    help="a running Ray cluster to send the runs to (the address `ray start "
+                    "--head` prints, or auto for the one this machine joined); the results and "
+                    "data folders must then be on a filesystem every node shares (default: a "
+                    "local Ray started for this invocation; with --jobs 1, this process)")
+    ap.add_argument("--gpus-per-run", type=float, default=None, metavar="F",
+                    help="GPUs each run reserves on Ray; a fraction lets runs share one (0.25: "
+                    "four runs per GPU) (default: 0 with --device cpu or no GPU here, else "
+                    "1/--jobs)")
+
+
+def cluster(args, jobs: int, threads: int):
+    """The :class:`harness.execute.Cluster` of ``args`` (checked; HarnessError on bad input)."""
+    from harness.errors import HarnessError
+    from harness.execute import Cluster
+
+    gpus = args.gpus_per_run
+    if gpus is not None and (gpus < 0 or gpus > 1 and gpus != int(gpus)):
+        raise HarnessError(f"--gpus-per-run takes a fraction in [0, 1] or a whole number of "
+                           f"GPUs, got {gpus:g}")
+    if gpus is None:
+        import torch
+
+        gpus = 0.0 if args.device == "cpu" or not torch.cuda.is_available() else 1.0 / jobs
+    if args.address is not None and not args.address.strip():
+        raise HarnessError("--address is empty; give the cluster's address (e.g. --address "
+                           "auto, or the host:port that `ray start --head` printed)")
+    return Cluster(args.address, threads, gpus)

@@ -180,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="runs at once, each in its own process with the cores shared out "
                     f"(default: one per core, here {execute.default_jobs()}; on one GPU several "
                     "small runs share it)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (and Ray CPUs) per run (default: the cores here "
+                    "shared out among --jobs; 1 on a cluster)")
+    cli.add_cluster_options(ap)
     ap.add_argument("--quick", action="store_true",
                     help="a first look: 3 epochs, evaluation every epoch; labelled QUICK, kept in "
                     "results/quick/")
@@ -218,7 +222,11 @@ def command(args: argparse.Namespace) -> int:
         if args.jobs is not None and args.jobs < 1:
             raise HarnessError(f"--jobs must be >= 1, got {args.jobs} (leave it out for one run "
                                f"per core)")
-        pick_device(args.device)
+        if args.threads is not None and args.threads < 1:
+            raise HarnessError(f"--threads must be >= 1, got {args.threads} (leave it out to "
+                               f"share the cores among --jobs)")
+        if args.address is None:  # on a cluster, the device is the nodes' business
+            pick_device(args.device)
         if args.readme is not None:
             try:
                 table1.readme_span(args.readme)  # before anything is run or written
@@ -228,10 +236,18 @@ def command(args: argparse.Namespace) -> int:
         per_model = model_settings(args.set, sorted({table1.row_model(r) for r in rows}),
                                    QUICK_SETTINGS if args.quick else [])
         store.check_writable(args.results_dir, "--results-dir")
+        # on a cluster, by default every run is handed to Ray at once (it queues them by
+        # the resources they reserve)
+        jobs = args.jobs or (None if args.address else execute.default_jobs())
+        if args.address is not None:  # the runs may train on other machines
+            args.results_dir = args.results_dir.resolve()
+            args.data_dir = args.data_dir and str(Path(args.data_dir).resolve())
+        threads = args.threads or (1 if args.address else
+                                   max(1, len(os.sched_getaffinity(0)) // jobs))
+        where = cli.cluster(args, jobs or 1, threads)
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    jobs = args.jobs or execute.default_jobs()
 
     # which datasets can run, and what is missing for each (dataset, model, seed)
     missing_data: dict[str, str] = {}
@@ -284,13 +300,13 @@ def command(args: argparse.Namespace) -> int:
               file=sys.stderr)
     failed: list[str] = []
     if tasks and not args.render_only:
-        outcome = run_tasks(tasks, args, jobs, per_model)
+        outcome = run_tasks(tasks, args, jobs or len(tasks), threads, where, per_model)
         if outcome.signum is not None:
             print(outcome.interrupted_line(), file=sys.stderr)
             return 128 + outcome.signum
         for o in outcome.done:
             if o.exit != 0:
-                why = execute.last_error(o.job.log)
+                why = o.reason()
                 failed.append(f"{o.job.name} (exit {o.exit}{': ' + why if why else ''}; log "
                               f"{o.job.log})")
     elif tasks:
@@ -339,14 +355,14 @@ def command(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_tasks(tasks: list[Task], args: argparse.Namespace, jobs: int,
-              per_model: dict[str, list[str]]) -> execute.Progress:
-    """Run ``tasks`` longest first, ``jobs`` at a time, and log the invocation."""
+def run_tasks(tasks: list[Task], args: argparse.Namespace, jobs: int, threads: int,
+              where: execute.Cluster, per_model: dict[str, list[str]]) -> execute.Progress:
+    """Run ``tasks`` longest first, ``jobs`` at a time (``threads`` each), on ``where``, and
+    log the invocation."""
     earlier = [args.results_dir, store.REPO_ROOT / "results"]
     costs = expected_costs(tasks, earlier)
     tasks = longest_first(tasks, earlier, costs)
     cores = len(os.sched_getaffinity(0))
-    threads = max(1, cores // jobs)
     log_dir = args.results_dir / "logs"
     todo = [execute.Job(t.name, run_argv(t, args, threads,
                                          [a for kv in per_model[table1.row_model(t.model)]
@@ -355,16 +371,21 @@ def run_tasks(tasks: list[Task], args: argparse.Namespace, jobs: int,
                         None if costs[t.dataset, t.model] is None
                         else 60 * costs[t.dataset, t.model]) for t in tasks]
     known = [j.expected_s for j in todo if j.expected_s is not None]
-    print(f"{len(tasks)} runs to do, {jobs} at a time ({threads} CPU thread(s) each); "
+    print(f"{len(tasks)} runs to do, {jobs} at a time ({threads} CPU thread(s) each"
+          + (f", {where.gpus:g} GPU" if where.gpus else "") + "; "
+          + ("in this process" if jobs == 1 and where.address is None else
+             f"on Ray at {where.address}" if where.address else "on a local Ray") + "); "
           + (f"about {sum(known) / jobs / 60:.0f} min by earlier records"
              + (f" plus {len(todo) - len(known)} runs never timed" if len(known) < len(todo) else "")
              if known else "none timed before")
           + f"; logs in {log_dir}/", file=sys.stderr)
     started, t0 = store.now_iso(), time.perf_counter()
-    outcome = execute.run_jobs(todo, jobs)
+    outcome = execute.run_jobs(todo, jobs, cluster=where)
     log_invocation(args.results_dir, {
         "started": started, "wall_s": round(time.perf_counter() - t0, 1), "jobs": jobs,
         "threads_per_run": threads, "cores": cores, "device": args.device,
+        "ray": None if jobs == 1 and where.address is None else (where.address or "local"),
+        "gpus_per_run": where.gpus,
         "protocol": args.protocol, "runs": len(outcome.done),
         "failed": sum(1 for o in outcome.done if o.exit != 0),
         "interrupted": None if outcome.signum is None else signal.Signals(outcome.signum).name,

@@ -22,6 +22,7 @@ from tabulate import tabulate
 
 from harness import cli, execute, store
 from harness.data import DATASETS, SequenceSplits, check_dataset_name, load_dataset
+from baselines.compat import require_recbole
 from harness.errors import HarnessError
 from harness.evaluate import ModelOutputError
 from harness.stats import format_mean_std
@@ -371,6 +372,8 @@ def prepare(args: argparse.Namespace) -> Prepared:
     if args.mask_history:
         overrides["mask_history"] = "true"
     spec.configs(args.dataset, overrides, args.config)  # settings fail before the data loads
+    if spec.config_cls.__module__.startswith("baselines."):  # RecBole's models, or its layers
+        require_recbole()
     parse_w_variants(args.w_variants, args.model)
     pick_device(args.device)
     splits = load_dataset(args.dataset, args.data_dir)

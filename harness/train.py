@@ -359,6 +359,7 @@ def _train(
     finished = all_stopped() or first >= config.max_epochs
     bar = tqdm(range(first, config.max_epochs if not finished else first), desc=desc,
                disable=not progress, leave=False)
+    line = ""
     for epoch in bar:
         model.set_epoch(epoch)
         t0 = time.perf_counter()
@@ -399,11 +400,11 @@ def _train(
                 own_stop = epoch
             bar.set_postfix(loss=f"{mean_loss:.4f}", val_ndcg20=f"{val.metrics['ndcg@20']:.4f}",
                             best=best_epoch)
-            if log_evals:
+            if log_evals:  # printed once the checkpoint is written: a logged epoch is saved
                 extra = f" test NDCG@20 {entry['test']['ndcg@20']:.4f}" if published else ""
-                print(f"{desc} epoch {epoch}: loss {mean_loss:.4f} val NDCG@20 "
-                      f"{val.metrics['ndcg@20']:.4f}{extra} (best epoch {best_epoch}, "
-                      f"{t_train + t_eval:.0f} s)", file=sys.stderr, flush=True)
+                line = (f"{desc} epoch {epoch}: loss {mean_loss:.4f} val NDCG@20 "
+                        f"{val.metrics['ndcg@20']:.4f}{extra} (best epoch {best_epoch}, "
+                        f"{t_train + t_eval:.0f} s)")
         if due and selectors:
             t0 = time.perf_counter()
             entry["variants"] = {}
@@ -429,6 +430,9 @@ def _train(
                 "variants": {sel.variant.name: sel.to_saved() for sel in selectors},
                 "segments": segments,
             })
+        if line:
+            print(line, file=sys.stderr, flush=True)
+            line = ""
         if all_stopped():
             break
     bar.close()

@@ -32,7 +32,10 @@ ran with exactly the config's settings and no evaluation variants, its records b
 config's seed-0 records (the same config hash), not trained again.
 
 ``--grid KEY=V1,V2`` instead searches a plain grid (every combination; ``--grid`` replaces or
-adds an axis of the paper's grid, learning rate x L2 {1e-3 ... 1e-7}).
+adds an axis of the paper's grid, learning rate x L2 {1e-3 ... 1e-7}); a model with guidance
+scores every w of the rule in each trial as the rule does, so the paper's whole DreamRec grid
+(lr x T x w) is ``--grid timesteps=50,100,200,500,1000,2000``: 36 trainings. Its report is
+``<dataset>-<model>-grid.md``, beside the rule's.
 
 Every trial goes to ``<results>/tuning/<dataset>/<model>/<point>/`` (finished trials are skipped
 on a rerun), ``<results>/tuning/<dataset>-<model>.md`` lists every trial with its stage, its
@@ -40,8 +43,9 @@ validation metrics and its run time, and the chosen settings are written into th
 file, or the file given with ``--config`` (``--no-write-config`` leaves it).
 
 ``--jobs N`` trains N trials of a stage at once (default: one per core), each in its own process
-(its output in ``<results>/logs/tuning/<dataset>/<model>/<point>.log``, git-ignored); ``--jobs 1``
-trains in this process. Every trial's settings, the data and the output folders are checked
+on a local Ray (:mod:`harness.execute`; ``--address`` sends them to a Ray cluster), its output in
+``<results>/logs/tuning/<dataset>/<model>/<point>.log`` (git-ignored); ``--jobs 1`` trains them
+in this process, one after another. Every trial's settings, the data and the output folders are checked
 before it trains. One SIGINT/SIGTERM stops the search and every trial in progress (each keeps
 its checkpoint); the same command resumes.
 """
@@ -50,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import shutil
 import sys
@@ -78,6 +83,7 @@ RULE_WD_FIXED = "1e-6"
 RULE_T_FIXED = "500"
 RULE_OWN_W = "2"
 TUNING_SEED = 0
+PRUNED = "pruned.json"  # in a trial's folder: what successive halving kept of it
 
 
 def inert_decay(lr: str, weight_decay: str) -> bool:
@@ -159,8 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="torch CPU threads per trial (default: the cores shared out among "
                     "--jobs)")
     ap.add_argument("--jobs", type=int, default=None,
-                    help="trials trained at once, each in its own process (default: one per "
-                    f"core, here {execute.default_jobs()}; 1 trains in this process)")
+                    help="trials trained at once, each in its own process on Ray (default: one "
+                    f"per core, here {execute.default_jobs()}; 1 trains in this process)")
+    cli.add_cluster_options(ap)
+    ap.add_argument("--prune", action="store_true",
+                    help="stop trials that fall behind on validation NDCG@20 by successive "
+                    f"halving (Ray Tune's ASHA: rungs at {execute.PRUNE_GRACE}, "
+                    f"{execute.PRUNE_GRACE * execute.PRUNE_FACTOR}, ... evaluations, a "
+                    f"1/{execute.PRUNE_FACTOR} kept at each; default: every trial runs to its "
+                    "own early stop)")
     return ap
 
 
@@ -196,13 +209,17 @@ class Search:
 
     def __init__(self, args: argparse.Namespace, passthrough: list[str], progress: dict) -> None:
         self.args, self.passthrough, self.progress = args, passthrough, progress
-        self.jobs = args.jobs or execute.default_jobs()
+        # on a cluster, by default each stage's trials go to Ray at once (queued by resources)
+        self.jobs = args.jobs or (None if args.address else execute.default_jobs())
         self.label = tuning_label(args.model, passthrough)
         self.root = Path(args.results_dir) / "tuning" / args.dataset / self.label
         self.logs = Path(args.results_dir) / "logs" / "tuning" / args.dataset / self.label
-        self.threads = args.threads or max(1, len(os.sched_getaffinity(0)) // self.jobs)
+        self.threads = args.threads or (1 if args.address else
+                                        max(1, len(os.sched_getaffinity(0)) // self.jobs))
+        self.where = cli.cluster(args, self.jobs or 1, self.threads)
         self.trials: dict[str, Trial] = {}
         self.seeds = args.seeds
+        self.prune = args.prune
         self.extra: list[str] = []
 
     def trial(self, point: dict[str, str], stage: str) -> Trial:
@@ -220,22 +237,46 @@ class Search:
         self.trials[name] = t
         return t
 
+    def pruned(self, t: Trial) -> dict | None:
+        """What successive halving kept of a trial it stopped (``pruned.json`` in its folder:
+        its best validation NDCG@20, that epoch, its evaluations), or None."""
+        path = self.root / t.name / PRUNED
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        return data if data.get("config_hash") == t.prep.chash else None
+
     def run(self, trials: list[Trial]) -> int | None:
         """Train the trials that are not finished; an exit code when the search must stop."""
-        self.progress["left"] += len(trials)
-        if self.jobs == 1:
-            for t in trials:
-                rc = run.command(run.build_parser().parse_args(t.argv))
-                if rc == 2:
-                    return 2  # bad input: run.command said why
-                self.progress["finished"] += 1
-                self.progress["left"] -= 1
+        trials = [t for t in trials if not self.records(t) and not self.pruned(t)]
+        if not trials:
             return None
+        self.progress["left"] += len(trials)
         store.check_writable(self.logs, "--results-dir")
         todo = [execute.Job(t.name, t.argv, self.logs / f"{t.name}.log") for t in trials]
-        print(f"{len(todo)} trial(s), {self.jobs} at a time ({self.threads} CPU thread(s) each); "
-              f"logs in {self.logs}/", file=sys.stderr)
-        outcome = execute.run_jobs(todo, self.jobs, desc="trials")
+        jobs = self.jobs or max(1, len(todo))
+        here = jobs == 1 and self.where.address is None and not self.prune
+        print(f"{len(todo)} trial(s), {jobs} at a time ({self.threads} CPU thread(s) each"
+              + (f", {self.where.gpus:g} GPU" if self.where.gpus else "") + "; "
+              + ("in this process" if here else "Ray Tune trials on "
+                 + (f"the Ray at {self.where.address}" if self.where.address else "a local Ray")
+                 + (f", pruned by ASHA on validation NDCG@20 (grace {execute.PRUNE_GRACE} "
+                    f"evaluations, a 1/{execute.PRUNE_FACTOR} kept per rung)" if self.prune
+                    else ""))
+              + f"); logs in {self.logs}/", file=sys.stderr)
+        if here:
+            outcome = execute.run_jobs(todo, 1, desc="trials")
+        else:
+            outcome = execute.run_trials(todo, jobs, desc="trials", cluster=self.where,
+                                         prune=self.prune, storage=self.logs / "ray")
+        by_name = {t.name: t for t in trials}
+        for o in outcome.done:
+            if o.pruned:
+                t = by_name[o.job.name]
+                store.write_text(self.root / t.name / PRUNED, json.dumps(
+                    {**o.pruned, "wall_s": round(o.wall_s, 1), "config_hash": t.prep.chash,
+                     "grace": execute.PRUNE_GRACE,
+                     "reduction_factor": execute.PRUNE_FACTOR}, indent=1) + "\n")
         self.progress["finished"] += len(outcome.done)
         self.progress["left"] -= len(outcome.done)
         if outcome.signum is not None:
@@ -243,9 +284,8 @@ class Search:
             return 128 + outcome.signum
         refused = [o for o in outcome.done if o.exit not in (0, 1)]
         for o in refused:
-            why = execute.last_error(o.job.log)
             print(f"error: trial {o.job.name} failed (exit {o.exit}): "
-                  f"{why or 'no error line'}; its log: {o.job.log}", file=sys.stderr)
+                  f"{o.reason() or 'no error line'}; its log: {o.job.log}", file=sys.stderr)
         return 2 if refused else None
 
     def records(self, t: Trial, protocol: str = "validation") -> list[dict[str, Any]]:
@@ -260,7 +300,8 @@ class Search:
         strength that gives it (DreamRec trials with w variants; else None); None if failed."""
         ok = self.records(t)
         if not ok:
-            return None
+            cut = self.pruned(t)  # ranked by what it reached (no HR@20 was reported)
+            return ((cut[execute.METRIC], 0.0), None) if cut else None
         options = {None: [r["val"] for r in ok]}
         if all("variants" in r for r in ok):
             options = {run.w_name(ok[0]["config"]["model"]["w"]): [r["val"] for r in ok]}
@@ -294,6 +335,9 @@ def command(argv: list[str] | None, progress: dict[str, int]) -> int:
             if not args.grid and any(x.split("=", 1)[0].strip() == key for x in given.set):
                 raise HarnessError(f"--set {key}=... would fix a setting the tuning rule "
                                    f"searches; leave it out or use --grid")
+        if args.address is not None:  # the trials may train on other machines
+            args.results_dir = str(Path(args.results_dir).resolve())
+            args.data_dir = args.data_dir and str(Path(args.data_dir).resolve())
         search = Search(args, passthrough, progress)
         if args.grid:
             return grid_search(search, spec, args, given)
@@ -307,6 +351,9 @@ def grid_search(search: Search, spec, args, given) -> int:
     """Every combination of the grid's values (``--grid``)."""
     grid = parse_grid(args.grid, args.model)
     keys = list(grid)
+    if is_guided(args.model) and "w" not in grid:  # w scored without retraining, as the rule does
+        search.extra = ["--protocol", "both", "--set", f"w={RULE_OWN_W}", "--w-variants",
+                        ",".join(f"{w:g}" for w in RULE_W)]
     trials = [search.trial(dict(zip(keys, values)), "grid")
               for values in itertools.product(*(grid[k] for k in keys))]
     rc = search.run(trials)
@@ -315,7 +362,15 @@ def grid_search(search: Search, spec, args, given) -> int:
     grid_text = " x ".join(f"{k} {{{', '.join(v)}}}" for k, v in grid.items())
     cmd_text = (f"python -m harness.tune --model {args.model} --dataset {args.dataset} "
                 + " ".join(f"--grid {g}" for g in args.grid) + f" --seeds {args.seeds}")
-    return report(search, spec, args, given, trials, cmd_text, f"Grid: {grid_text}.")
+    prune_text = (f" Pruned by successive halving on validation NDCG@20 (Ray Tune's ASHA, rungs at "
+                  f"{execute.PRUNE_GRACE}, {execute.PRUNE_GRACE * execute.PRUNE_FACTOR}, ... "
+                  f"evaluations, a 1/{execute.PRUNE_FACTOR} kept at each; a pruned trial is "
+                  f"ranked by the best value it reached)." if args.prune else "")
+    w_text = (" Every trial scores w in {" + ", ".join(f"{w:g}" for w in RULE_W) + "} without "
+              "retraining (each w selected on validation as a run of its own)."
+              if search.extra else "")
+    return report(search, spec, args, given, trials, cmd_text + (" --prune" if args.prune else ""),
+                  f"Grid: {grid_text}.{w_text}{prune_text}")
 
 
 def rule_search(search: Search, spec, args, given) -> int:
@@ -388,12 +443,18 @@ def rule_search(search: Search, spec, args, given) -> int:
                + "} at the chosen learning rate and the paper value beyond the better")
             + ("every trial scores w in {" + ", ".join(f"{w:g}" for w in RULE_W) + "} without "
                "retraining (each w selected on validation as a run of its own)" if guided else "")
-            + ". One seed per trial (seed 0), each trained to its own early stop; no pruning."
+            + ". One seed per trial (seed 0), each trained to its own early stop"
+            + (f"; pruned by successive halving on validation NDCG@20 (Ray Tune's ASHA, rungs "
+               f"at {execute.PRUNE_GRACE}, {execute.PRUNE_GRACE * execute.PRUNE_FACTOR}, ... "
+               f"evaluations, a 1/{execute.PRUNE_FACTOR} of the trials kept at each; a pruned "
+               f"trial is ranked by the best value it reached)." if args.prune else
+               "; no pruning.")
             + (f" Not trained: weight decay {', '.join(skipped)} at lr {lr}: AdamW multiplies "
                f"each weight by 1 - lr x weight decay per step, which rounds to exactly 1 in "
                f"float32 there (a no-op: the trial would repeat lr {lr}, weight decay "
                f"{RULE_WD_FIXED}, whose decay is inert too, bit for bit)." if skipped else ""))
-    cmd_text = f"python -m harness.tune --model {args.model} --dataset {args.dataset}"
+    cmd_text = (f"python -m harness.tune --model {args.model} --dataset {args.dataset}"
+                + (" --prune" if args.prune else ""))
     return report(search, spec, args, given, done, cmd_text, rule)
 
 
@@ -419,7 +480,9 @@ def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str
     rows, minutes = [], 0.0
     for t in trials:
         recs = search.records(t)
-        minutes += sum(r["wall"]["total_s"] for r in recs) / 60
+        cut = None if recs else search.pruned(t)
+        spent = cut["wall_s"] / 60 if cut else sum(r["wall"]["total_s"] for r in recs) / 60
+        minutes += spent
         sc = scored[t.name]
         if sc is None:
             rows.append([t.stage, *(t.point.get(k, "") for k in keys), "failed", "failed", "—",
@@ -430,11 +493,14 @@ def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str
             tie = "chosen"
         elif spread and scored[best.name][0][0] - sc[0][0] <= spread[0]:
             tie = "tie (within one seed std)"
+        if cut:
+            tie = (f"pruned after {cut['evaluations']} evaluations" + (f"; {tie}" if tie else ""))
         rows.append([t.stage, *(t.point.get(k, "") for k in keys), f"{sc[0][0] * 100:.3f}",
-                     f"{sc[0][1] * 100:.3f}",
+                     "—" if cut else f"{sc[0][1] * 100:.3f}",
+                     str(cut["epoch"]) if cut else
                      f"{np.mean([r['selected_epoch'] for r in recs]):.0f}",
                      *([sc[1] or ""] if dreamrec else []),
-                     f"{sum(r['wall']['total_s'] for r in recs) / 60:.1f}", tie])
+                     f"{spent:.1f}", tie])
     table = tabulate(rows, headers=["stage", *keys, "val NDCG@20 %", "val HR@20 %",
                                     "selected epoch", *(["best w"] if dreamrec else []),
                                     "minutes", ""], tablefmt="github", disable_numparse=True)
@@ -455,7 +521,9 @@ def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str
             f"Chosen by validation NDCG@20: **{chosen_text}**\n\n"
             f"Cost: {len(trials)} trials, {minutes:.0f} CPU-minutes by the records' own run "
             f"times.\n")
-    out = Path(args.results_dir) / "tuning" / f"{args.dataset}-{search.label}.md"
+    # a plain grid's report beside the rule's, not over it
+    out = (Path(args.results_dir) / "tuning"
+           / f"{args.dataset}-{search.label}{'-grid' if args.grid else ''}.md")
     if chosen and not args.no_write_config:
         path = Path(given.config) if given.config else spec.config_path(args.dataset)
         model_cfg, train_cfg = spec.configs(args.dataset, chosen, path)  # not the trials' --set

@@ -22,3 +22,12 @@ def chain_splits(n_items: int = 100, n_train: int = 3000, n_eval: int = 400, see
     rng = np.random.default_rng(seed)
     tr, va, te = (chain_split(n, n_items, rng) for n in (n_train, n_eval, n_eval))
     return SequenceSplits("chain", tr, va, te, n_items, content_checksum(tr, va, te, n_items))
+
+
+def to_authors_pickle(frame, path) -> None:
+    """Pickle ``frame`` as the authors' files are: column labels as object strings (pandas >= 3
+    with pyarrow installed, which Ray brings, stores them as pyarrow arrays, which the harness's
+    restricted reader refuses)."""
+    frame = frame.copy()
+    frame.columns = frame.columns.astype(object)
+    frame.to_pickle(path)

@@ -6,6 +6,7 @@ import pytest
 
 from harness import bench, bench_cost, bench_official
 from harness.errors import HarnessError
+from tests.helpers import to_authors_pickle
 from harness.models import get_model
 
 # A stand-in for github.com/YangZhengyi98/DreamRec: the same command line, the same end-of-epoch
@@ -60,8 +61,8 @@ def data_dir(tmp_path):
     d.mkdir(parents=True)
     rows = pd.DataFrame({"seq": [[0, 1]] * 250, "len_seq": [2] * 250, "next": [3] * 250})
     for name in ("train_data.df", "val_data.df", "test_data.df"):
-        rows.to_pickle(d / name)
-    pd.DataFrame({"seq_size": [10], "item_num": [4]}).to_pickle(d / "data_statis.df")
+        to_authors_pickle(rows, d / name)
+    to_authors_pickle(pd.DataFrame({"seq_size": [10], "item_num": [4]}), d / "data_statis.df")
     return d.parent
 
 

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.helpers import to_authors_pickle
+
 from harness.data import SEQ_LEN, Split, build_splits, load_dataset, pickles, prefix_sequences
 from harness.errors import DataError
 
@@ -39,9 +41,10 @@ def toy_frame(naming: tuple[str, str, str] = ("seq", "len_seq", "next"), float_i
 
 def write_authors_dir(directory: Path, frames: dict[str, pd.DataFrame], item_num: int = P, seq_size: int = 10) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"seq_size": [seq_size], "item_num": [item_num]}).to_pickle(directory / "data_statis.df")
+    to_authors_pickle(pd.DataFrame({"seq_size": [seq_size], "item_num": [item_num]}),
+                      directory / "data_statis.df")
     for which, df in frames.items():
-        df.to_pickle(directory / f"{which}_data.df")
+        to_authors_pickle(df, directory / f"{which}_data.df")
     return directory
 
 
@@ -109,7 +112,7 @@ def test_malicious_pickle_is_refused_without_execution(tmp_path: Path, kind: str
 @pytest.mark.parametrize("keep", [0.0, 0.5])
 def test_truncated_pickle(tmp_path: Path, keep: float) -> None:
     path = tmp_path / "val_data.df"
-    toy_frame().to_pickle(path)
+    to_authors_pickle(toy_frame(), path)
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
     with pytest.raises(DataError, match=r"val_data.df is truncated or not a pickle; re-copy it from"):
@@ -459,3 +462,14 @@ def test_split_checksum_follows_content() -> None:
     c = Split(hist, np.array([1, 1]), np.array([5, 7]))
     assert a.checksum() == b.checksum()  # dtype-independent
     assert a.checksum() != c.checksum() and len(a.checksum()) == 16
+
+
+def test_a_frame_with_pyarrow_strings_is_refused_with_how_to_resave_it(tmp_path: Path) -> None:
+    """pandas >= 3 with pyarrow (which Ray brings) pickles string labels as pyarrow arrays; the
+    reader does not unpickle pyarrow buffers and says how to write the file instead."""
+    pytest.importorskip("pyarrow")  # a dependency of ray[tune]: always here in this install
+    path = tmp_path / "train_data.df"
+    toy_frame().to_pickle(path)  # pandas' own default: pyarrow-backed column labels
+    with pytest.raises(DataError, match=r"holds pandas strings stored by pyarrow .*"
+                       r"df.columns = df.columns.astype\(object\)"):
+        pickles.read_frame(path)

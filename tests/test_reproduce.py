@@ -122,10 +122,32 @@ def test_a_seed_killed_between_its_records_keeps_the_finished_one(reproduced, ca
     assert again["test"] == published["test"] and again["selected_epoch"] == published["selected_epoch"]
 
 
+def test_runs_on_a_local_ray_record_what_this_process_records(reproduced, tmp_path):
+    """The module's reproduction ran on a local Ray (--jobs 2); the same run in this process
+    (--jobs 1) writes the same records, field by field, but for its times and provenance."""
+    res, rc = reproduced
+    assert rc == 0
+    here = tmp_path / "here"
+    gru4rec = ["--datasets", "ml-100k", "--models", "gru4rec", "--seeds", "1", "--quick",
+               "--device", "cpu", "--set", "gru4rec.embedding_size=16", "--set",
+               "gru4rec.hidden_size=16", "--set", "batch_size=1024"]  # SMALL's, for GRU4Rec
+    assert main([*gru4rec, "--jobs", "1", "--threads", "1", "--results-dir", str(here)]) == 0
+    for protocol in store.PROTOCOLS:
+        a, b = (json.loads(store.record_path(r, "ml-100k", "gru4rec", protocol, 0).read_text())
+                for r in (res, here))
+        assert {k: v for k, v in a.items() if k not in ("wall", "created", "git")} == \
+            {k: v for k, v in b.items() if k not in ("wall", "created", "git")}
+    inv = [json.loads(x) for x in (here / "logs" / "invocations.jsonl").read_text().splitlines()]
+    assert inv[-1]["ray"] is None  # one run at a time: no Ray
+    inv = [json.loads(x) for x in (res / "logs" / "invocations.jsonl").read_text().splitlines()]
+    assert inv[0]["ray"] == "local"
+
+
 def test_killed_reproduction_leaves_no_orphans_and_the_rerun_keeps_finished_runs(tmp_path):
+    """Killed outright, the driver takes its local Ray and the runs it started with it."""
     res = tmp_path / "res"
     one_seed = [*SMALL, "--seeds", "1"]  # the last --seeds wins
-    cmd = [sys.executable, "-m", "harness.reproduce_table1", *one_seed, "--jobs", "1",
+    cmd = [sys.executable, "-m", "harness.reproduce_table1", *one_seed, "--jobs", "2",
            "--results-dir", str(res)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -135,9 +157,10 @@ def test_killed_reproduction_leaves_no_orphans_and_the_rerun_keeps_finished_runs
     assert finished, "no run finished in time"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    time.sleep(1.0)
-    orphans = subprocess.run(["pgrep", "-f", f"harness.run .*{res}"], capture_output=True, text=True)
-    assert orphans.stdout.strip() == ""  # the runs died with their parent
+    deadline = time.time() + 30  # the local Ray notices its driver is gone
+    while _children(res) and time.time() < deadline:
+        time.sleep(0.5)
+    assert _children(res) == ""  # the runs died with their parent
     assert not (res / "table1.md").exists()
     assert main([*one_seed, "--jobs", "2", "--results-dir", str(res)]) == 0
     for p, mtime in finished.items():
@@ -150,11 +173,12 @@ def _children(res):
     return r.stdout.strip()
 
 
-def test_one_sigint_stops_the_reproduction_and_its_runs_and_the_rerun_resumes(tmp_path):
+@pytest.mark.parametrize("jobs", ["1", "2"])  # in this process; on a local Ray
+def test_one_sigint_stops_the_reproduction_and_its_runs_and_the_rerun_resumes(tmp_path, jobs):
     res = tmp_path / "res"
     slow = ["--datasets", "ml-100k", "--models", "gru4rec", "--seeds", "2", "--quick",
             "--device", "cpu", "--set", "embedding_size=16", "--set", "hidden_size=16",
-            "--set", "batch_size=1024", "--set", "max_epochs=1000", "--jobs", "1",
+            "--set", "batch_size=1024", "--set", "max_epochs=1000", "--jobs", jobs,
             "--results-dir", str(res)]
     cmd = [sys.executable, "-m", "harness.reproduce_table1", *slow]
     log = res / "logs" / "ml-100k-gru4rec-seed0.log"

@@ -242,17 +242,20 @@ def test_tune_chooses_the_point_with_the_best_validation_ndcg(tmp_path, monkeypa
 
     assert tune_main(["--dataset", "ml-100k", "--results-dir", str(tmp_path), "--grid",
                       "lr=1e-9,1e-2", "--jobs", "1", *TINY, "--set", "max_epochs=1"]) == 0
-    vals = {}
+    vals = {}  # (lr, w) -> validation metrics: each trial also scores every w of the rule
     for lr in ("1e-9", "1e-2"):
         rec = json.loads(store.record_path(tmp_path / "tuning" / "ml-100k" / "dreamrec" / f"lr={lr}",
                                            "ml-100k", "dreamrec", "validation", 0).read_text())
-        vals[lr] = (rec["val"]["ndcg@20"], rec["val"]["hr@20"])
-    best = max(vals, key=vals.get)
-    text = (tmp_path / "tuning" / "ml-100k-dreamrec.md").read_text()
-    assert f"Chosen by validation NDCG@20: **lr={best}**" in text
+        assert {f"w={w}" for w in (0, 4, 6, 8, 10)} <= set(rec["variants"])
+        vals[lr, "2"] = (rec["val"]["ndcg@20"], rec["val"]["hr@20"])
+        for name, v in rec["variants"].items():
+            vals[lr, name.split("=")[1]] = (v["val"]["ndcg@20"], v["val"]["hr@20"])
+    best, w = max(vals, key=vals.get)
+    text = (tmp_path / "tuning" / "ml-100k-dreamrec-grid.md").read_text()
+    assert f"Chosen by validation NDCG@20: **lr={best}, w={w}**" in text
     written = (tmp_path / "configs" / "ml-100k" / "dreamrec.toml").read_text()
-    assert f"[train]: lr {best} chosen on validation" in written
-    assert f"lr = {float(best)}" in written
+    assert f"[train]: lr {best}, w {w} chosen on validation" in written
+    assert f"lr = {float(best)}" in written and f"w = {float(w)}" in written
     assert "timesteps = 500" in written and "max_epochs = 1000" in written  # not the trials' --set
     assert "the trials also ran with --set eval_every=1" in written
 
@@ -278,9 +281,48 @@ def test_tune_jobs_train_points_in_parallel_processes_with_the_same_records(tmp_
         log = (tmp_path / "two" / "logs" / "tuning" / "ml-100k" / "dreamrec" / f"lr={lr}.log")
         assert log.read_text().startswith("$ ") and f"lr={lr}" in log.read_text()
         assert {p.name for p in (tmp_path / "two" / point).iterdir()} == {"records"}
-    assert not (tmp_path / "one" / "logs").exists()
-    reports = [(tmp_path / d / "tuning" / "ml-100k-dreamrec.md").read_text() for d in ("one", "two")]
+    # --jobs 2: Ray Tune trials on a local Ray; --jobs 1: this process, the same logs
+    assert (tmp_path / "two" / "logs" / "tuning" / "ml-100k" / "dreamrec" / "ray").is_dir()
+    assert not (tmp_path / "one" / "logs" / "tuning" / "ml-100k" / "dreamrec" / "ray").exists()
+    reports = [(tmp_path / d / "tuning" / "ml-100k-dreamrec-grid.md").read_text()
+               for d in ("one", "two")]
     assert _without_run_times(reports[0]) == _without_run_times(reports[1])
+
+
+def test_tune_prune_stops_a_trial_that_falls_behind_on_validation_and_keeps_it_stopped(
+        tmp_path, monkeypatch):
+    """--prune: Ray Tune's ASHA. The trials run one at a time in the grid's order, so the bad
+    learning rate reaches the first rung (5 evaluations) after the good one and is stopped
+    there; the report ranks it by what it reached, and a rerun does not train it again."""
+    import shutil
+
+    import harness.models
+    from harness.tune import main as tune_main
+
+    shutil.copytree(harness.models.CONFIG_DIR, tmp_path / "configs")
+    monkeypatch.setattr(harness.models, "CONFIG_DIR", tmp_path / "configs")
+    res = tmp_path / "res"
+    argv = ["--model", "gru4rec", "--dataset", "ml-100k", "--grid", "lr=1e-2,1e-9", "--grid",
+            "weight_decay=1e-6", "--no-write-config", "--results-dir", str(res), "--jobs", "1",
+            "--prune", "--threads", "1", "--device", "cpu", "--set", "embedding_size=16",
+            "--set", "hidden_size=16", "--set", "batch_size=1024", "--set", "eval_every=1",
+            "--set", "max_epochs=8", "--set", "patience=20"]
+    assert tune_main(argv) == 0
+    root = res / "tuning" / "ml-100k" / "gru4rec"
+    good, bad = root / "lr=1e-2,weight_decay=1e-6", root / "lr=1e-9,weight_decay=1e-6"
+    rec = json.loads(store.record_path(good, "ml-100k", "gru4rec", "validation", 0).read_text())
+    assert rec["epochs_run"] == 8
+    cut = json.loads((bad / "pruned.json").read_text())
+    assert cut["evaluations"] == 5 and cut["grace"] == 5
+    assert not (bad / "records").exists()
+    log = res / "logs" / "tuning" / "ml-100k" / "gru4rec" / "lr=1e-9,weight_decay=1e-6.log"
+    assert len(re.findall(r" epoch \d+:", log.read_text())) == 5  # stopped at the rung
+    report = (res / "tuning" / "ml-100k-gru4rec-grid.md").read_text()
+    assert "pruned after 5 evaluations" in report and "--prune" in report
+    assert "| grid    | 1e-2 |" in report and "chosen" in report.split("| 1e-2 |")[1].split("\n")[0]
+    before = log.read_text()
+    assert tune_main(argv) == 0  # the rerun trains nothing
+    assert log.read_text() == before
 
 
 def _without_run_times(report):

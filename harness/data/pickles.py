@@ -63,6 +63,14 @@ class RestrictedUnpickler(pickle.Unpickler):
         resolved = module
         if module == "numpy.core" or module.startswith("numpy.core."):
             resolved = "numpy._core" + module[len("numpy.core"):]  # numpy 2 name, no deprecation warning
+        if (resolved, name) not in ALLOWED_GLOBALS and (
+                module.startswith("pyarrow") or name == "ArrowStringArray"):
+            raise DataError(
+                f"{self.path} holds pandas strings stored by pyarrow ({module}.{name}), which "
+                "this reader does not unpickle (a pickled pyarrow buffer is not checked); "
+                "re-save the frame with object strings, as the authors' files were written "
+                "(df.columns = df.columns.astype(object), and the same for any text column)"
+            )
         if (resolved, name) not in ALLOWED_GLOBALS:
             raise DataError(
                 f"{self.path} refers to the global {module}.{name}, which a data file never needs; "

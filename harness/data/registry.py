@@ -92,7 +92,7 @@ def ml100k_path() -> Path:
             return path
     raise DataError(
         "ml-100k comes from the recbole wheel (recbole/dataset_example/ml-100k/ml-100k.inter), which was not "
-        f"found (recbole at {locations or 'not installed'}); install it with: pip install recbole==1.2.1"
+        f"found (recbole at {locations or 'not installed'}); install it with: pip install --no-deps recbole==1.2.1"
     )
 
 
