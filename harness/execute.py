@@ -6,8 +6,9 @@ declares its resources (CPUs per run, a fraction of a GPU per run). By default t
 starts a local Ray sized for ``--jobs`` runs and stops it at the end; ``--address`` sends the runs
 to a running Ray cluster instead (``ray start --head`` on one machine, ``ray start --address``
 on the others). With one run at a time and no cluster, the runs train in this process instead,
-one after another: a local Ray costs about 7 s to start and 0.8 GB of memory (measured here,
-2 cores), which is nothing beside a training but most of a small test.
+one after another: a local Ray costs about 20 s until its workers answer and 0.9 GB of memory
+(``python -m harness.bench_ray``, on 2 busy cores), nothing beside a training but most of a
+small test.
 
 The runs write their own records, checkpoints and logs under ``--results-dir``, exactly as a
 ``harness.run`` of their own would (atomically, when a seed ends), so the records do not depend

@@ -127,3 +127,10 @@ def test_cost_estimate_counts_epochs_evaluations_and_the_test_pass(tmp_path):
     (folder / "seed9.json").write_text("{ truncated")
     assert bench_cost.recorded_epochs(tmp_path, "zhihu", "sasrec") == 15
     assert bench_cost.recorded_epochs(tmp_path, "zhihu", "caser") is None
+
+
+def test_the_ray_benchmark_refuses_bad_input_before_starting_ray(capsys):
+    from harness import bench_ray
+
+    assert bench_ray.main(["--jobs", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --jobs and --repeats must be >= 1, got 0 and 3"
