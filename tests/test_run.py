@@ -468,3 +468,36 @@ def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path, capsys):
     assert main([*args, "--seeds", "1"]) == 0
     rec = json.loads(store.record_path(tmp_path, "ml-100k", "dreamrec", "validation", 0).read_text())
     assert rec["wall"]["resumed"] is False and rec["epochs_run"] == 2
+
+
+def test_a_killed_tuning_driver_takes_its_trials_with_it_and_the_rerun_resumes_them(tmp_path):
+    """Ray Tune trials on a local Ray (--jobs 2): the driver is killed outright after the first
+    evaluation; its trials die with it, and the same command resumes them from their
+    checkpoints and finishes the search."""
+    res = tmp_path / "res"
+    cmd = [sys.executable, "-m", "harness.tune", "--model", "gru4rec", "--dataset", "ml-100k",
+           "--grid", "lr=1e-2,1e-3", "--grid", "weight_decay=1e-6", "--no-write-config",
+           "--results-dir", str(res), "--jobs", "2", "--threads", "1", "--device", "cpu",
+           "--set", "embedding_size=16", "--set", "hidden_size=16", "--set", "batch_size=1024",
+           "--set", "eval_every=1", "--set", "max_epochs=6"]
+    logs = res / "logs" / "tuning" / "ml-100k" / "gru4rec"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(
+            re.search(r" epoch [1-9]:", p.read_text()) for p in logs.glob("*.log")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 30  # the local Ray notices its driver is gone
+    while time.time() < deadline and subprocess.run(
+            ["pgrep", "-f", f"harness.run .*{res}"], capture_output=True).stdout:
+        time.sleep(0.5)
+    assert subprocess.run(["pgrep", "-f", f"harness.run .*{res}"],
+                          capture_output=True).stdout == b""
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    resumed = [p for p in logs.glob("*.log") if "resumed after epoch" in p.read_text()]
+    assert resumed, "no trial resumed from its checkpoint"
+    for lr in ("1e-2", "1e-3"):
+        point = res / "tuning" / "ml-100k" / "gru4rec" / f"lr={lr},weight_decay=1e-6"
+        rec = json.loads(store.record_path(point, "ml-100k", "gru4rec", "validation", 0).read_text())
+        assert rec["status"] == "ok" and rec["epochs_run"] == 6
