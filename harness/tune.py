@@ -529,7 +529,7 @@ def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str
         model_cfg, train_cfg = spec.configs(args.dataset, chosen, path)  # not the trials' --set
         header = _model_part_of_header(path.read_text()) + (
             f"[train]: {', '.join(f'{k} {v}' for k, v in chosen.items())} chosen on validation "
-            f"NDCG@20 by\n`{cmd_text}`\n(every trial in {out.as_posix()})"
+            f"NDCG@20 by\n`{cmd_text}`\n(every trial in {_shown(out)})"
             + (f";\nthe trials also ran with --set {' --set '.join(given.set)}" if given.set
                else "") + ".")
         store.write_text(path, render_config(model_cfg, train_cfg, header))
@@ -541,6 +541,15 @@ def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str
     store.write_text(out, text)
     print(text)
     return 0
+
+
+def _shown(path: Path) -> str:
+    """``path`` as a config header cites it: relative to the working folder when inside it
+    (``--address`` makes the results folder absolute), so no machine's path is committed."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
 
 
 def adopt_seed0(search: Search, best: Trial, args) -> str | None:
