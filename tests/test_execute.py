@@ -97,7 +97,7 @@ def test_a_run_whose_ray_worker_dies_fails_with_one_line_and_the_others_finish(t
                                     str(res / "doomed")], tmp_path / "logs" / "doomed.log")
     other = execute.Job("other", [*TINY_RUN, "--set", "max_epochs=2", "--results-dir",
                                   str(res / "other")], tmp_path / "logs" / "other.log")
-    killed = []
+    killed, niceness = [], []
 
     def kill_the_worker():
         deadline = time.time() + 240
@@ -105,6 +105,8 @@ def test_a_run_whose_ray_worker_dies_fails_with_one_line_and_the_others_finish(t
             text = doomed.log.read_text() if doomed.log.exists() else ""
             runs = _pids(f"harness.run .*{res}/doomed")
             if runs and " epoch 0:" in text:
+                # a local Ray runs its workers at nice 15 unless told; the runs train at ours
+                niceness.append(os.getpriority(os.PRIO_PROCESS, runs[0]))
                 worker = _parent(runs[0])
                 os.kill(worker, signal.SIGKILL)
                 killed.append(worker)
@@ -116,6 +118,7 @@ def test_a_run_whose_ray_worker_dies_fails_with_one_line_and_the_others_finish(t
     out = execute.run_jobs([doomed, other], slots=2)
     killer.join()
     assert killed, "the doomed run never evaluated"
+    assert niceness == [os.getpriority(os.PRIO_PROCESS, 0)]
     outcomes = {o.job.name: o for o in out.done}
     assert out.signum is None and set(outcomes) == {"doomed", "other"}
     assert outcomes["doomed"].exit != 0
