@@ -321,19 +321,30 @@ def _train(argv: list[str], log: str, cwd: str, stopper: Any) -> int:  # pragma:
     """A Ray task (it runs in a Ray worker): ``python -m harness.run ARGV`` in a child process
     that dies with the worker, until it ends or ``stopper`` says stop (then SIGTERM, and
     SIGKILL after ``GRACE_S``). Returns the child's exit status as a shell reports it."""
-    import ray
-
     proc = start(argv, Path(log), cwd if os.path.isdir(cwd) else None)
     asked = 0.0
     while proc.poll() is None:
         time.sleep(0.5)
-        if not asked and ray.get(stopper.is_set.remote()):
-            asked = time.perf_counter()
-            proc.send_signal(signal.SIGTERM)
-        if asked and time.perf_counter() - asked > GRACE_S:
-            proc.kill()
-            proc.wait()
-    rc = proc.returncode
+        asked = _stop_if_asked(proc, stopper, asked)
+    return _shell_status(proc.returncode)
+
+
+def _stop_if_asked(proc: subprocess.Popen, stopper: Any, asked: float) -> float:  # pragma: no cover
+    """One poll of a Ray task's run: SIGTERM once ``stopper`` is set, SIGKILL ``GRACE_S``
+    later; returns when the stop was asked (0.0 while it was not)."""
+    import ray
+
+    if not asked and ray.get(stopper.is_set.remote()):
+        asked = time.perf_counter()
+        proc.send_signal(signal.SIGTERM)
+    if asked and time.perf_counter() - asked > GRACE_S:
+        proc.kill()
+        proc.wait()
+    return asked
+
+
+def _shell_status(rc: int) -> int:
+    """A child's exit status as a shell reports it: 128 + the signal that killed it."""
     return 128 - rc if rc < 0 else rc
 
 
@@ -479,17 +490,12 @@ def _trial(config: dict, table: dict, stopper: Any) -> None:  # pragma: no cover
             if rc is not None:
                 break
             time.sleep(0.5)
-            if not asked and ray.get(stopper.is_set.remote()):
-                asked = time.perf_counter()
-                proc.send_signal(signal.SIGTERM)
-            if asked and time.perf_counter() - asked > GRACE_S:
-                proc.kill()
+            asked = _stop_if_asked(proc, stopper, asked)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    rc = proc.returncode
-    tune.report({"exit": 128 - rc if rc < 0 else rc, "evaluation": len(seen),
+    tune.report({"exit": _shell_status(proc.returncode), "evaluation": len(seen),
                  METRIC: max(seen.values(), default=float("nan"))})
 
 
