@@ -1,0 +1,314 @@
+"""``python -m harness.campaign``: a long list of commands as one resumable background queue.
+
+A campaign (tuning every row by the rule, then its seeds; a rerun of a whole column) is hours
+to days of commands that each resume from their own checkpoints. This module runs such a list
+a few at a time and survives being stopped, so that the same command line continues it:
+
+- ``run PLAN --state DIR [--jobs 2]``: the plan's jobs in their order, ``--jobs`` at a time,
+  each a shell command in its own process group with one torch/BLAS thread
+  (``OMP_NUM_THREADS=1``), its output in ``DIR/<job>.log``. A job that exits 0 gets
+  ``DIR/<job>.done`` (its wall time) and is skipped by every later invocation; one that fails
+  gets ``DIR/<job>.failed`` (exit status and its last ``error:`` line) and is not retried
+  unless ``--retry-failed``. ``DIR/status.txt`` lists what is done, running, failed and left.
+  SIGINT/SIGTERM pass SIGTERM to every job in progress (harness commands keep their last
+  evaluation's checkpoint), wait for them, and exit 130/143; the same command resumes.
+- ``drop-older --before TIME FOLDER...``: delete the records (``seed*.json`` and its ``.npz``)
+  created before TIME under the folders, so that a campaign reruns them on the current code
+  (run it in the campaign's own clone: the main checkout keeps the old records until
+  ``collect`` replaces them). Records created at or after TIME are never touched, so it can run
+  again at any time.
+- ``collect SRC``: bring a campaign clone's finished work into this checkout: its records
+  (each config's records set aside into ``variants/<hash>/`` first when another config held
+  the folder, as a configured run does: :func:`harness.store.set_aside`), its tuning trials and
+  reports, and the config files its tuning rewrote. Only finished records are copied (a JSON
+  is written after its ``.npz``), never a checkpoint or a log.
+
+Plan files (``campaigns/*.plan``) hold one job per line, ``name: shell command``, run from the
+folder the campaign is started in; ``#`` starts a comment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from harness import cli, execute, store
+from harness.errors import HarnessError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class PlanJob:
+    name: str
+    command: str
+
+
+def read_plan(path: Path) -> list[PlanJob]:
+    """The jobs of a plan file, checked (names unique and file-safe, commands not empty)."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise HarnessError(f"cannot read the plan {path}: {e.strerror}; pass a plan file "
+                           f"(one 'name: command' per line)") from None
+    jobs: list[PlanJob] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, command = line.partition(":")
+        name, command = name.strip(), command.strip()
+        if not sep or not NAME.match(name) or not command:
+            raise HarnessError(f"{path}:{number}: expected 'name: command' with a name of "
+                               f"letters, digits, '.', '_' or '-', got {line!r}")
+        if any(j.name == name for j in jobs):
+            raise HarnessError(f"{path}:{number}: job {name!r} is named twice; names must be "
+                               f"unique")
+        jobs.append(PlanJob(name, command))
+    if not jobs:
+        raise HarnessError(f"the plan {path} has no jobs; add lines 'name: command'")
+    return jobs
+
+
+def job_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = "1"
+    return env
+
+
+def write_status(state: Path, jobs: list[PlanJob], running: dict[str, float]) -> None:
+    lines = [f"# {datetime.now().astimezone().isoformat(timespec='seconds')}"]
+    for job in jobs:
+        if (state / f"{job.name}.done").exists():
+            what = "done " + (state / f"{job.name}.done").read_text().strip()
+        elif job.name in running:
+            what = f"running for {(time.time() - running[job.name]) / 60:.0f} min"
+        elif (state / f"{job.name}.failed").exists():
+            what = "failed " + (state / f"{job.name}.failed").read_text().strip()
+        else:
+            what = "left"
+        lines.append(f"{job.name}: {what}")
+    tmp = state / ".status.txt.tmp"
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, state / "status.txt")
+
+
+def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
+             poll_s: float = 2.0) -> int:
+    """Run the plan's jobs not done yet, ``slots`` at a time; 0 when every job is done, 1 when
+    some failed (the others ran), 128 + signal when stopped."""
+    jobs = read_plan(plan)
+    if slots < 1:
+        raise HarnessError(f"--jobs must be at least 1, got {slots}")
+    store.check_writable(state, "the state folder", "pass a writable folder with --state")
+    state.mkdir(parents=True, exist_ok=True)
+    if retry_failed:
+        for job in jobs:
+            (state / f"{job.name}.failed").unlink(missing_ok=True)
+    pending = [j for j in jobs if not (state / f"{j.name}.done").exists()
+               and not (state / f"{j.name}.failed").exists()]
+    procs: dict[str, tuple[subprocess.Popen, float]] = {}
+    started: dict[str, float] = {}
+    try:
+        with execute.stop_on_signals():
+            while pending or procs:
+                while pending and len(procs) < slots:
+                    job = pending.pop(0)
+                    log = open(state / f"{job.name}.log", "a")
+                    log.write(f"$ {job.command}\n")
+                    log.flush()
+                    proc = subprocess.Popen(job.command, shell=True, stdout=log,
+                                            stderr=subprocess.STDOUT, env=job_env(),
+                                            start_new_session=True)
+                    log.close()
+                    procs[job.name] = (proc, time.time())
+                    started[job.name] = time.time()
+                    print(f"started {job.name}", flush=True)
+                    write_status(state, jobs, started)
+                for name, (proc, t0) in list(procs.items()):
+                    rc = proc.poll()
+                    if rc is None:
+                        continue
+                    del procs[name], started[name]
+                    wall = time.time() - t0
+                    if rc == 0:
+                        (state / f"{name}.done").write_text(f"in {wall / 3600:.2f} h\n")
+                        print(f"done {name} ({wall / 3600:.2f} h)", flush=True)
+                    else:
+                        error = execute.last_error(state / f"{name}.log")
+                        line = f"exit {rc}" + (f": {error}" if error else "")
+                        (state / f"{name}.failed").write_text(line + "\n")
+                        print(f"failed {name}: {line}", flush=True)
+                    write_status(state, jobs, started)
+                time.sleep(poll_s)
+    except execute.Interrupted as e:
+        for proc, _ in procs.values():
+            with _quiet():
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.time() + execute.GRACE_S
+        for proc, _ in procs.values():
+            try:
+                proc.wait(max(0.0, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                with _quiet():
+                    os.killpg(proc.pid, signal.SIGKILL)
+        write_status(state, jobs, {})
+        print(f"interrupted: {len(procs)} jobs stopped (each resumes from its checkpoints); "
+              f"rerun the same command to continue", file=sys.stderr)
+        return e.exit_code
+    failed = [j.name for j in jobs if (state / f"{j.name}.failed").exists()]
+    if failed:
+        print(f"{len(failed)} jobs failed: {', '.join(failed)} (logs in {state}; "
+              f"--retry-failed runs them again)", file=sys.stderr)
+        return 1
+    return 0
+
+
+class _quiet:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        return kind is not None and issubclass(kind, ProcessLookupError)
+
+
+def record_files(folder: Path) -> list[Path]:
+    return sorted(Path(folder).rglob("seed*.json"))
+
+
+def drop_older(before: datetime, folders: list[Path]) -> list[Path]:
+    """Delete the records under ``folders`` created before ``before``; returns them."""
+    dropped = []
+    for folder in folders:
+        for path in record_files(folder):
+            rec = store.read_record(path)
+            if rec is None or not rec.get("created"):
+                continue
+            if datetime.fromisoformat(rec["created"]) < before:
+                path.with_suffix(".npz").unlink(missing_ok=True)
+                path.unlink()
+                dropped.append(path)
+    return dropped
+
+
+def _copy(src: Path, dest: Path) -> bool:
+    """Copy ``src`` over ``dest`` atomically unless they are equal; True when copied."""
+    if dest.exists() and filecmp.cmp(src, dest, shallow=False):
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.collect.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+    return True
+
+
+def collect(src: Path, dest: Path) -> list[Path]:
+    """Bring ``src``'s finished records, tuning results and rewritten config files into the
+    checkout ``dest``; returns the files written there."""
+    src, dest = Path(src), Path(dest)
+    if not (src / "results").is_dir() or not (src / "harness" / "configs").is_dir():
+        raise HarnessError(f"{src} is not a checkout with results/ and harness/configs/; pass "
+                           f"the campaign's clone")
+    if src.resolve() == dest.resolve():
+        raise HarnessError("collect copies from a campaign clone into this checkout; the two "
+                           "are the same folder")
+    written: list[Path] = []
+    rsrc, rdest = src / "results", dest / "results"
+    finished = []  # (source json, its path relative to results/), the record complete
+    for path in record_files(rsrc):
+        rel = path.relative_to(rsrc)
+        if rel.parts[0] not in ("records", "variants", "tuning", "checks"):
+            continue
+        rec = store.read_record(path)
+        if rec is None or rec.get("status") != "ok" or not path.with_suffix(".npz").exists():
+            continue
+        finished.append((path, rel, rec))
+    # main records of a config: its folder is set aside for it first, as a configured run does
+    homes = {(rec["dataset"], rec["model"], rec["config_hash"])
+             for _, rel, rec in finished if rel.parts[0] == "records"}
+    for dataset, model, chash in sorted(homes):
+        store.set_aside(rdest, dataset, model, keep=chash)
+    for path, rel, _ in finished:
+        target = rdest / rel
+        if target.exists():
+            old = store.read_record(target)
+            new = store.read_record(path)
+            if old and new and old.get("config_hash") != new.get("config_hash"):
+                raise HarnessError(f"{target} holds another config's record; move it out of "
+                                   f"{rdest} by hand before collecting")
+        if _copy(path.with_suffix(".npz"), target.with_suffix(".npz")):
+            written.append(target.with_suffix(".npz"))
+        if _copy(path, target):
+            written.append(target)
+    for path in sorted((rsrc / "tuning").glob("*.md")):
+        if _copy(path, rdest / "tuning" / path.name):
+            written.append(rdest / "tuning" / path.name)
+    for path in sorted((src / "harness" / "configs").rglob("*.toml")):
+        target = dest / path.relative_to(src)
+        if target.exists() and _copy(path, target):
+            written.append(target)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.campaign",
+                                 description=cli.description(__doc__))
+    sub = ap.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run a plan's jobs not done yet, a few at a time")
+    r.add_argument("plan", type=Path, help="the plan file: one 'name: command' per line")
+    r.add_argument("--state", type=Path, required=True,
+                   help="folder for the jobs' logs and done/failed marks (outside the checkout)")
+    r.add_argument("--jobs", type=int, default=2, help="jobs at a time (default: 2)")
+    r.add_argument("--retry-failed", action="store_true",
+                   help="run the jobs marked failed again (default: skip them)")
+    d = sub.add_parser("drop-older", help="delete records created before a time")
+    d.add_argument("--before", required=True,
+                   help="ISO time with zone, e.g. 2026-12-03T00:00:00+00:00")
+    d.add_argument("folders", type=Path, nargs="+", help="folders searched for seed*.json")
+    c = sub.add_parser("collect", help="bring a campaign clone's finished work into this checkout")
+    c.add_argument("src", type=Path, help="the campaign's clone (a checkout)")
+    c.add_argument("--into", type=Path, default=Path("."),
+                   help="the checkout to bring it into (default: the current folder)")
+    args = ap.parse_args(argv)
+    try:
+        if args.command == "run":
+            return run_plan(args.plan, args.state, args.jobs, args.retry_failed)
+        if args.command == "drop-older":
+            try:
+                before = datetime.fromisoformat(args.before)
+            except ValueError:
+                raise HarnessError(f"--before takes an ISO time such as "
+                                   f"2026-12-03T00:00:00+00:00, got {args.before!r}") from None
+            if before.tzinfo is None:
+                raise HarnessError(f"--before needs a time zone (records' times have one), e.g. "
+                                   f"{args.before}+00:00")
+            missing = [str(f) for f in args.folders if not f.is_dir()]
+            if missing:
+                raise HarnessError(f"no such folder: {', '.join(missing)}")
+            dropped = drop_older(before, args.folders)
+            print(f"dropped {len(dropped)} records created before {args.before}")
+            return 0
+        written = collect(args.src, args.into)
+        for path in written:
+            print(path)
+        print(f"collected {len(written)} files", file=sys.stderr)
+        return 0
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
