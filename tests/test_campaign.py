@@ -1,0 +1,176 @@
+"""harness.campaign: a plan runs a few jobs at a time and resumes; records move between a
+campaign's clone and the checkout without losing or mixing configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import campaign, store
+from harness.errors import HarnessError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_plan(path: Path, lines: list[str]) -> Path:
+    path.write_text("# a comment\n\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def test_a_plan_runs_its_jobs_marks_them_and_a_rerun_skips_what_is_done(tmp_path):
+    count = tmp_path / "count"
+    plan = write_plan(tmp_path / "p.plan", [
+        f"first: echo x >> {count}; echo threads=$OMP_NUM_THREADS",
+        "broken: echo 'error: the data is missing; pass --data-dir'; exit 3",
+        f"second: echo y >> {count}",
+    ])
+    state = tmp_path / "state"
+    assert campaign.run_plan(plan, state, slots=2, poll_s=0.05) == 1
+    assert (state / "first.done").exists() and (state / "second.done").exists()
+    assert (state / "broken.failed").read_text().strip() == \
+        "exit 3: the data is missing; pass --data-dir"
+    assert "threads=1" in (state / "first.log").read_text()
+    status = (state / "status.txt").read_text()
+    assert "first: done" in status and "broken: failed exit 3" in status
+    assert sorted(count.read_text().split()) == ["x", "y"]
+    # a rerun runs nothing done, and the failed job only when asked
+    assert campaign.run_plan(plan, state, slots=2, poll_s=0.05) == 1
+    assert sorted(count.read_text().split()) == ["x", "y"]
+    plan.write_text(plan.read_text().replace("exit 3", "exit 0"))
+    assert campaign.run_plan(plan, state, slots=2, retry_failed=True, poll_s=0.05) == 0
+    assert (state / "broken.done").exists() and not (state / "broken.failed").exists()
+    assert sorted(count.read_text().split()) == ["x", "y"]
+
+
+def test_jobs_run_at_most_slots_at_a_time_in_plan_order(tmp_path):
+    log = tmp_path / "order"
+    plan = write_plan(tmp_path / "p.plan", [
+        f"j{i}: echo start{i} >> {log}; sleep 0.3; echo end{i} >> {log}" for i in range(3)])
+    assert campaign.run_plan(plan, tmp_path / "s", slots=2, poll_s=0.02) == 0
+    events = log.read_text().split()
+    assert events.index("start2") > min(events.index("end0"), events.index("end1"))
+    assert events.index("start0") < events.index("start2")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("no colon here", "expected 'name: command'"),
+    ("a b: echo", "expected 'name: command'"),
+    ("a: echo\na: echo", "named twice"),
+    ("# only a comment", "has no jobs"),
+])
+def test_a_bad_plan_is_one_line_error_before_anything_runs(tmp_path, text, message):
+    plan = tmp_path / "p.plan"
+    plan.write_text(text + "\n")
+    with pytest.raises(HarnessError, match=message):
+        campaign.run_plan(plan, tmp_path / "state", slots=1)
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_stopped_campaign_stops_its_jobs_and_the_same_command_resumes(tmp_path):
+    marker = tmp_path / "started"
+    plan = write_plan(tmp_path / "p.plan", [
+        f"slow: echo go >> {marker}; sleep 60",
+        "later: true",
+    ])
+    state = tmp_path / "state"
+    cmd = [sys.executable, "-m", "harness.campaign", "run", str(plan), "--state", str(state),
+           "--jobs", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert marker.exists()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert err.strip().splitlines()[-1].startswith("interrupted: 1 jobs stopped")
+    assert not (state / "slow.done").exists() and not (state / "slow.failed").exists()
+    assert not (state / "later.done").exists()
+    # the job's process group is gone with it: nothing is left sleeping
+    assert subprocess.run(["pgrep", "-f", f"echo go >> {marker}"]).returncode == 1
+    plan.write_text(plan.read_text().replace("sleep 60", "true"))
+    assert campaign.run_plan(plan, state, slots=1, poll_s=0.05) == 0
+    assert marker.read_text().split() == ["go", "go"]
+    assert (state / "later.done").exists()
+
+
+def fake_record(results: Path, dataset: str, model: str, chash: str, seed: int,
+                created: str = "2026-12-04T00:00:00+00:00", protocol: str = "validation",
+                npz: bool = True) -> Path:
+    path = store.record_path(results, dataset, model, protocol, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if npz:
+        np.savez(path.with_suffix(".npz"), test_ranks=np.arange(3))
+    path.write_text(json.dumps({"schema": store.SCHEMA, "dataset": dataset, "model": model,
+                                "config_hash": chash, "seed": seed, "status": "ok",
+                                "created": created}))
+    return path
+
+
+def test_drop_older_deletes_only_records_made_before_the_time(tmp_path):
+    old = fake_record(tmp_path, "zhihu", "sasrec", "a" * 16, 0, created="2026-11-27T09:00:00+00:00")
+    new = fake_record(tmp_path, "zhihu", "sasrec", "a" * 16, 1, created="2026-12-03T20:00:00+00:00")
+    before = campaign.datetime.fromisoformat("2026-12-03T00:00:00+00:00")
+    assert campaign.drop_older(before, [tmp_path]) == [old]
+    assert not old.exists() and not old.with_suffix(".npz").exists()
+    assert new.exists() and new.with_suffix(".npz").exists()
+    assert campaign.drop_older(before, [tmp_path]) == []
+
+
+def checkout(root: Path) -> Path:
+    (root / "results").mkdir(parents=True)
+    (root / "harness" / "configs" / "zhihu").mkdir(parents=True)
+    return root
+
+
+def test_collect_sets_the_old_config_aside_and_brings_finished_work_only(tmp_path):
+    src, dest = checkout(tmp_path / "clone"), checkout(tmp_path / "main")
+    old_hash, new_hash = "0" * 16, "1" * 16
+    kept = fake_record(dest / "results", "zhihu", "sasrec", old_hash, 0)
+    for seed in (0, 1):
+        fake_record(src / "results", "zhihu", "sasrec", new_hash, seed)
+    fake_record(src / "results", "zhihu", "sasrec", new_hash, 2, npz=False)  # half written
+    trial = fake_record(src / "results" / "tuning" / "zhihu" / "sasrec" / "lr=1e-3", "zhihu",
+                        "sasrec", "2" * 16, 0)
+    (src / "results" / "tuning" / "zhihu-sasrec.md").write_text("# report\n")
+    (src / "harness" / "configs" / "zhihu" / "sasrec.toml").write_text("lr = 1e-3\n")
+    (dest / "harness" / "configs" / "zhihu" / "sasrec.toml").write_text("lr = 1e-2\n")
+    (src / "harness" / "configs" / "zhihu" / "new.toml").write_text("x = 1\n")  # not in main
+
+    written = campaign.collect(src, dest)
+
+    moved = store.variant_dir(dest / "results", old_hash) / kept.relative_to(dest / "results")
+    assert store.read_record(moved)["config_hash"] == old_hash and moved.with_suffix(".npz").exists()
+    main = store.records_dir(dest / "results", "zhihu", "sasrec")
+    assert sorted(p.name for p in main.glob("*/*.json")) == ["seed0.json", "seed1.json"]
+    assert set(store.record_hashes(dest / "results", "zhihu", "sasrec").values()) == {new_hash}
+    assert (dest / "results" / trial.relative_to(src / "results")).exists()
+    assert (dest / "results" / "tuning" / "zhihu-sasrec.md").read_text() == "# report\n"
+    assert (dest / "harness" / "configs" / "zhihu" / "sasrec.toml").read_text() == "lr = 1e-3\n"
+    assert not (dest / "harness" / "configs" / "zhihu" / "new.toml").exists()
+    assert dest / "harness" / "configs" / "zhihu" / "sasrec.toml" in written
+    # a second collect has nothing new to write
+    assert campaign.collect(src, dest) == []
+
+
+def test_collect_refuses_a_folder_that_is_not_a_checkout(tmp_path):
+    with pytest.raises(HarnessError, match="not a checkout"):
+        campaign.collect(tmp_path / "nowhere", tmp_path)
+
+
+def test_the_committed_plan_parses_and_runs_every_job_on_one_thread():
+    jobs = campaign.read_plan(ROOT / "campaigns" / "rerun.plan")
+    assert len({j.name for j in jobs}) == len(jobs) >= 10
+    for job in jobs:
+        for step in job.command.split("&&"):
+            assert "--threads 1" in step, job.name
+            if "harness.tune" in step:
+                assert "--jobs 1" in step, job.name
