@@ -3,7 +3,10 @@
 Writes ``<results>/summary.md``: one row per (dataset, model, protocol) with the number of
 finished seeds, test HR@20 and NDCG@20 in % (mean ± sample std over seeds), mean selected
 epoch, and the paper's cell for the same dataset and model. Failed runs are counted, never
-averaged in. Everything in it is computed from the records under ``<results>/records``.
+averaged in. A second table sets every other config's records (``<results>/variants/<config
+hash>/``: configs a tuning replaced, the authors' presets) beside the current cell, with the
+config fields that differ, so that a change of config shows its old and new cell. Everything in
+it is computed from the records under ``<results>/records`` and ``<results>/variants``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,45 @@ def collect(results_dir: Path) -> dict[tuple[str, str, str], list[dict]]:
     return groups
 
 
+def _cell(recs: list[dict]) -> list[str]:
+    """Seeds, test HR@20 and NDCG@20 (mean ± std, %) of one group's finished records."""
+    ok = [r for r in recs if r["status"] == "ok"]
+    failed = len(recs) - len(ok)
+    return [f"{len(ok)}" + (f" (+{failed} failed)" if failed else ""),
+            format_mean_std([r["test"]["hr@20"] for r in ok]) if ok else "—",
+            format_mean_std([r["test"]["ndcg@20"] for r in ok]) if ok else "—"]
+
+
+def _flat(config: dict) -> dict[str, object]:
+    """A record's config as one flat mapping (model fields, then training fields)."""
+    return {k: v for part in ("model", "train") for k, v in config.get(part, {}).items()}
+
+
+def config_changes(old: dict, new: dict) -> str:
+    """The fields in which config ``old`` differs from ``new``, as ``field old → new`` (``—``
+    where one of them has no such field), in field order."""
+    a, b = _flat(old), _flat(new)
+    keys = list(a) + [k for k in b if k not in a]
+    return "; ".join(f"{k} {a.get(k, '—')} → {b.get(k, '—')}"
+                     for k in keys if a.get(k, "—") != b.get(k, "—")) or "(none)"
+
+
+def set_aside(results_dir: Path) -> list[list[str]]:
+    """One row per other config under ``results_dir/variants`` (validation protocol): its
+    cell, the current cell of the same dataset and model, and what differs from it."""
+    current = collect(results_dir)
+    rows = []
+    for folder in sorted((Path(results_dir) / store.VARIANTS).glob("*")):
+        for (dataset, model, protocol), recs in sorted(collect(folder).items()):
+            if protocol != "validation":
+                continue
+            now = current.get((dataset, model, protocol), [])
+            rows.append([dataset, model, folder.name, *_cell(recs), *(_cell(now) if now else
+                         ["0", "—", "—"]),
+                         config_changes(recs[0]["config"], now[0]["config"]) if now else "—"])
+    return rows
+
+
 def render(results_dir: Path) -> str:
     paper = paper_cells()
     rows = []
@@ -57,14 +99,11 @@ def render(results_dir: Path) -> str:
 
     for (dataset, model, protocol), recs in sorted(collect(results_dir).items(), key=key):
         ok = [r for r in recs if r["status"] == "ok"]
-        failed = len(recs) - len(ok)
         cell = paper.get((PAPER_NAMES.get(model, model), dataset))
         rows.append([
             dataset, model,
             protocol + (" (test-selected)" if protocol == "published" else ""),
-            f"{len(ok)}" + (f" (+{failed} failed)" if failed else ""),
-            format_mean_std([r["test"]["hr@20"] for r in ok]) if ok else "—",
-            format_mean_std([r["test"]["ndcg@20"] for r in ok]) if ok else "—",
+            *_cell(recs),
             f"{np.mean([r['selected_epoch'] for r in ok]):.0f}" if ok else "—",
             (f"{100 * np.mean([r['test']['coverage@20'] for r in cov]):.1f} ({len(cov)})"
              if (cov := [r for r in ok if "coverage@20" in r["test"]]) else "—"),
@@ -85,6 +124,18 @@ def render(results_dir: Path) -> str:
         "the evaluator reported it have none; the number of seeds that do is in brackets).",
         "",
         tabulate(rows, headers=head, tablefmt="github"),
+        "",
+        "## Other configs' records",
+        "",
+        "Records of configs that are not the current one (`variants/<config hash>/`): a config that",
+        "tuning replaced, or a preset such as the authors' DreamRec settings. Validation protocol,",
+        "test metrics in %, beside the current config's cell; the last column lists the fields",
+        "in which the other config differs from the current one (other → current).",
+        "",
+        tabulate(set_aside(results_dir), headers=[
+            "dataset", "model", "config", "seeds", "HR@20 %", "NDCG@20 %", "current seeds",
+            "current HR@20 %", "current NDCG@20 %", "differs (other → current)"],
+            tablefmt="github") if (Path(results_dir) / store.VARIANTS).is_dir() else "(none)",
         "",
     ])
 

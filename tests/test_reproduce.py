@@ -291,6 +291,33 @@ def test_summary_report_shows_each_cell_with_its_coverage(reproduced):
     assert cells[8] == "—"  # the paper has no ml-100k cell
 
 
+def test_summary_sets_a_replaced_config_beside_the_current_cell(reproduced, tmp_path):
+    """A config that tuning replaced keeps its cell in the summary, beside the current one,
+    with the fields that changed (other -> current)."""
+    from harness import report
+    res, _ = reproduced
+    copy = tmp_path / "res"
+    shutil.copytree(res / "records", copy / "records")
+    old = copy / store.VARIANTS / "0123456789abcdef" / "records" / "ml-100k" / "gru4rec"
+    shutil.copytree(res / "records" / "ml-100k" / "gru4rec", old)
+    hr = []
+    for path in sorted(old.glob("validation/seed*.json")):
+        rec = json.loads(path.read_text())
+        rec["config"]["train"]["lr"] = 0.5
+        rec["config"]["model"]["gone"] = 3
+        rec["test"]["hr@20"] = 0.25 + 0.1 * len(hr)
+        hr.append(rec["test"]["hr@20"])
+        path.write_text(json.dumps(rec))
+    text = report.render(copy).split("## Other configs' records")[1]
+    row = next(line for line in text.splitlines() if "| gru4rec" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    lr = json.loads(store.record_path(res, "ml-100k", "gru4rec", "validation", 0).read_text())[
+        "config"]["train"]["lr"]
+    assert cells[2] == "0123456789abcdef" and cells[3] == "2"
+    assert cells[4] == "30.00 ± 7.07" and cells[6] == "2"
+    assert cells[9] == f"gone 3 → —; lr 0.5 → {lr}"
+
+
 def test_figures_draw_the_validation_curves_and_say_what_is_missing(reproduced, capsys):
     from harness import figures
     res, _ = reproduced
