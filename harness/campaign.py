@@ -117,23 +117,27 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
     if retry_failed:
         for job in jobs:
             (state / f"{job.name}.failed").unlink(missing_ok=True)
-    pending = [j for j in jobs if not (state / f"{j.name}.done").exists()
-               and not (state / f"{j.name}.failed").exists()]
     procs: dict[str, tuple[subprocess.Popen, float]] = {}
     started: dict[str, float] = {}
+
+    def waiting() -> list[PlanJob]:
+        return [j for j in jobs if j.name not in procs and not (state / f"{j.name}.done").exists()
+                and not (state / f"{j.name}.failed").exists()]
+
     try:
         with execute.stop_on_signals():
-            while pending or procs:
+            while (pending := waiting()) or procs:
                 while pending and len(procs) < slots:
                     job = pending.pop(0)
                     log = open(state / f"{job.name}.log", "a")
                     log.write(f"$ {job.command}\n")
                     log.flush()
-                    proc = subprocess.Popen(job.command, shell=True, stdout=log,
-                                            stderr=subprocess.STDOUT, env=job_env(),
-                                            start_new_session=True)
-                    log.close()
-                    procs[job.name] = (proc, time.time())
+                    with execute.deferred():  # a signal now waits until the job is known
+                        proc = subprocess.Popen(job.command, shell=True, stdout=log,
+                                                stderr=subprocess.STDOUT, env=job_env(),
+                                                start_new_session=True)
+                        procs[job.name] = (proc, time.time())
+                        log.close()
                     started[job.name] = time.time()
                     print(f"started {job.name}", flush=True)
                     write_status(state, jobs, started)
@@ -152,6 +156,7 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
                         (state / f"{name}.failed").write_text(line + "\n")
                         print(f"failed {name}: {line}", flush=True)
                     write_status(state, jobs, started)
+                    jobs = reread(plan, jobs)
                 time.sleep(poll_s)
     except execute.Interrupted as e:
         for proc, _ in procs.values():
@@ -174,6 +179,17 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
               f"--retry-failed runs them again)", file=sys.stderr)
         return 1
     return 0
+
+
+def reread(plan: Path, jobs: list[PlanJob]) -> list[PlanJob]:
+    """The plan as it is now (jobs added or reordered while the campaign runs take effect when
+    a job ends), or ``jobs`` when it no longer reads (the error is printed, the campaign goes
+    on with the plan it had)."""
+    try:
+        return read_plan(plan)
+    except HarnessError as e:
+        print(f"the plan no longer reads, going on with the one read before: {e}", flush=True)
+        return jobs
 
 
 class _quiet:

@@ -174,3 +174,16 @@ def test_the_committed_plan_parses_and_runs_every_job_on_one_thread():
             assert "--threads 1" in step, job.name
             if "harness.tune" in step:
                 assert "--jobs 1" in step, job.name
+
+
+def test_jobs_added_to_the_plan_while_it_runs_are_taken_up_when_a_job_ends(tmp_path):
+    out = tmp_path / "out"
+    plan = tmp_path / "p.plan"
+    plan.write_text(f"first: echo 'added: echo added >> {out}' >> {plan}\n")
+    assert campaign.run_plan(plan, tmp_path / "state", slots=1, poll_s=0.02) == 0
+    assert out.read_text().split() == ["added"]
+    assert (tmp_path / "state" / "added.done").exists()
+    # a plan that stops reading mid-campaign leaves the campaign on the plan it had
+    plan.write_text(f"second: echo 'broken line' >> {plan}\nthird: echo third >> {out}\n")
+    assert campaign.run_plan(plan, tmp_path / "state", slots=1, poll_s=0.02) == 0
+    assert out.read_text().split() == ["added", "third"]
