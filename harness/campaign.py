@@ -23,6 +23,12 @@ a few at a time and survives being stopped, so that the same command line contin
   reports, and the config files its tuning rewrote. Only finished records are copied (a JSON
   is written after its ``.npz``), never a checkpoint or a log.
 
+- ``update CLONE``: move a campaign's clone up to the commits of the checkout it was cloned from
+  (new code, a new plan) while it runs: files that the clone made and ``collect`` has since
+  committed (the same bytes arrive with the merge) are taken out of the way first; a file the
+  clone changed otherwise stops the update with its name, nothing changed. The jobs in progress
+  keep the code they started with; the next ones start on the new code.
+
 Plan files (``campaigns/*.plan``) hold one job per line, ``name: shell command``, run from the
 folder the campaign is started in; ``#`` starts a comment.
 """
@@ -278,6 +284,63 @@ def collect(src: Path, dest: Path) -> list[Path]:
     return written
 
 
+def _git(clone: Path, *args: str, binary: bool = False):
+    out = subprocess.run(["git", "-C", str(clone), *args], capture_output=True)
+    if out.returncode:
+        raise HarnessError(f"git {' '.join(args)} failed in {clone}: "
+                           f"{out.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
+    return out.stdout if binary else out.stdout.decode()
+
+
+def update(clone: Path) -> str:
+    """Fast-forward ``clone`` to its upstream (see the module's ``update``); returns the new
+    commit."""
+    clone = Path(clone)
+    if not (clone / ".git").exists():
+        raise HarnessError(f"{clone} is not a git clone; pass the campaign's clone")
+    _git(clone, "fetch", "-q")
+    upstream = _git(clone, "rev-parse", "@{upstream}").strip()
+    incoming = [p for p in _git(clone, "diff", "--name-only", "-z", "HEAD", upstream).split("\0") if p]
+    out_of_the_way = []
+    for rel in incoming:
+        local = clone / rel
+        if not local.exists():
+            continue
+        try:
+            head = _git(clone, "show", f"HEAD:{rel}", binary=True)
+        except HarnessError:
+            head = None  # not in HEAD: the clone made it
+        try:
+            theirs = _git(clone, "show", f"{upstream}:{rel}", binary=True)
+        except HarnessError:
+            theirs = None
+        mine = local.read_bytes()
+        if mine == head:
+            continue  # unchanged here: the merge updates it
+        if mine != theirs:
+            raise HarnessError(f"{local} was changed in the clone and differs from what the "
+                               f"update brings; collect it or move it away, then update again")
+        out_of_the_way.append((rel, head is not None))
+    for rel, tracked in out_of_the_way:
+        if tracked:
+            _git(clone, "checkout", "-q", "HEAD", "--", rel)
+        else:
+            (clone / rel).unlink()
+    _git(clone, "merge", "-q", "--ff-only", upstream)
+    return upstream
+
+
+def iso_time(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise HarnessError(f"expected an ISO time such as 2026-12-03T00:00:00+00:00, got "
+                           f"{text!r}") from None
+    if when.tzinfo is None:
+        raise HarnessError(f"{text} needs a time zone (records' times have one), e.g. {text}+00:00")
+    return when
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.campaign",
                                  description=cli.description(__doc__))
@@ -297,24 +360,31 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("src", type=Path, help="the campaign's clone (a checkout)")
     c.add_argument("--into", type=Path, default=Path("."),
                    help="the checkout to bring it into (default: the current folder)")
+    u = sub.add_parser("update", help="move a campaign's clone up to its upstream's commits")
+    u.add_argument("clone", type=Path, help="the campaign's clone")
+    u.add_argument("--drop-older", default=None, metavar="TIME",
+                   help="then drop-older TIME in the clone's results/records and results/variants "
+                   "(records the update brought that the campaign reruns, e.g. a config set aside "
+                   "in the checkout)")
     args = ap.parse_args(argv)
     try:
         if args.command == "run":
             return run_plan(args.plan, args.state, args.jobs, args.retry_failed)
         if args.command == "drop-older":
-            try:
-                before = datetime.fromisoformat(args.before)
-            except ValueError:
-                raise HarnessError(f"--before takes an ISO time such as "
-                                   f"2026-12-03T00:00:00+00:00, got {args.before!r}") from None
-            if before.tzinfo is None:
-                raise HarnessError(f"--before needs a time zone (records' times have one), e.g. "
-                                   f"{args.before}+00:00")
+            before = iso_time(args.before)
             missing = [str(f) for f in args.folders if not f.is_dir()]
             if missing:
                 raise HarnessError(f"no such folder: {', '.join(missing)}")
             dropped = drop_older(before, args.folders)
             print(f"dropped {len(dropped)} records created before {args.before}")
+            return 0
+        if args.command == "update":
+            before = iso_time(args.drop_older) if args.drop_older else None
+            print(f"{args.clone} at {update(args.clone)[:12]}")
+            if before is not None:
+                dropped = drop_older(before, [args.clone / "results" / "records",
+                                              args.clone / "results" / "variants"])
+                print(f"dropped {len(dropped)} records created before {args.drop_older}")
             return 0
         written = collect(args.src, args.into)
         for path in written:

@@ -187,3 +187,38 @@ def test_jobs_added_to_the_plan_while_it_runs_are_taken_up_when_a_job_ends(tmp_p
     plan.write_text(f"second: echo 'broken line' >> {plan}\nthird: echo third >> {out}\n")
     assert campaign.run_plan(plan, tmp_path / "state", slots=1, poll_s=0.02) == 0
     assert out.read_text().split() == ["added", "third"]
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd,
+                          check=True, capture_output=True, text=True).stdout
+
+
+def test_update_moves_the_clone_up_past_files_it_made_itself_and_stops_on_a_real_change(tmp_path):
+    main, clone = tmp_path / "main", tmp_path / "clone"
+    main.mkdir()
+    git(main, "init", "-q", "-b", "main")
+    (main / "plan").write_text("a: true\n")
+    git(main, "add", "plan")
+    git(main, "commit", "-qm", "one")
+    git(tmp_path, "clone", "-q", str(main), str(clone))
+    # the clone makes a record and changes a report; the checkout commits the same bytes
+    (clone / "rec.json").write_text("new record\n")
+    (clone / "plan").write_text("a: true\nb: true\n")
+    (main / "rec.json").write_text("new record\n")
+    (main / "plan").write_text("a: true\nb: true\n")
+    (main / "code.py").write_text("x = 1\n")
+    git(main, "add", "-A")
+    git(main, "commit", "-qm", "two")
+    assert campaign.update(clone) == git(main, "rev-parse", "HEAD").strip()
+    assert (clone / "code.py").read_text() == "x = 1\n"
+    assert git(clone, "status", "--porcelain") == ""
+    # a file the clone changed otherwise: nothing is touched
+    (clone / "rec.json").write_text("the clone's own record\n")
+    (main / "rec.json").write_text("another record\n")
+    (main / "code.py").write_text("x = 2\n")
+    git(main, "commit", "-qam", "three")
+    with pytest.raises(HarnessError, match="rec.json was changed in the clone"):
+        campaign.update(clone)
+    assert (clone / "code.py").read_text() == "x = 1\n"
+    assert (clone / "rec.json").read_text() == "the clone's own record\n"
