@@ -29,6 +29,13 @@ a few at a time and survives being stopped, so that the same command line contin
   clone changed otherwise stops the update with its name, nothing changed. The jobs in progress
   keep the code they started with; the next ones start on the new code.
 
+- ``compare A B [--datasets D,...]``: every record under ``B/records`` against the one at the
+  same place under ``A/records``, field by field but for when, where and how long it ran
+  (``created``, ``wall``, ``git``, ``device``, ``torch_threads``), and its per-row test ranks
+  (``.npz``); the differing fields of each, and exit 1 when any record differs or is missing.
+  A reproduction into an empty folder compared with the committed records shows whether the
+  committed table reproduces bit for bit.
+
 Plan files (``campaigns/*.plan``) hold one job per line, ``name: shell command``, run from the
 folder the campaign is started in; ``#`` starts a comment.
 """
@@ -48,6 +55,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+import numpy as np
 
 from harness import cli, execute, store
 from harness.errors import HarnessError
@@ -330,6 +339,40 @@ def update(clone: Path) -> str:
     return upstream
 
 
+#: what may differ between two runs of the same config on the same code: when, where, how long
+CIRCUMSTANCES = ("created", "wall", "git", "device", "torch_threads")
+
+
+def compare_paths(b: Path, datasets: list[str] | None) -> list[Path]:
+    paths = sorted((Path(b) / "records").glob("*/*/*/seed*.json"))
+    return [p for p in paths if not datasets or p.relative_to(Path(b) / "records").parts[0]
+            in datasets]
+
+
+def compare(a: Path, b: Path, datasets: list[str] | None = None) -> list[str]:
+    """One line per record of ``b`` that differs from (or is missing in) ``a``; [] when equal."""
+    a, b = Path(a), Path(b)
+    paths = compare_paths(b, datasets)
+    if not paths:
+        raise HarnessError(f"no records under {b / 'records'}" + (
+            f" for {', '.join(datasets)}" if datasets else "") + "; pass the reproduction's "
+            f"results folder")
+    lines = []
+    for path in paths:
+        rel = path.relative_to(b)
+        theirs, ours = store.read_record(path), store.read_record(a / rel)
+        if ours is None:
+            lines.append(f"{rel}: missing in {a}")
+            continue
+        keys = sorted((set(theirs) | set(ours)) - set(CIRCUMSTANCES))
+        differ = [k for k in keys if theirs.get(k) != ours.get(k)]
+        if not np.array_equal(store.read_ranks(path), store.read_ranks(a / rel)):
+            differ.append("test ranks (.npz)")
+        if differ:
+            lines.append(f"{rel}: {', '.join(differ)} differ")
+    return lines
+
+
 def iso_time(text: str) -> datetime:
     try:
         when = datetime.fromisoformat(text)
@@ -366,6 +409,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="then drop-older TIME in the clone's results/records and results/variants "
                    "(records the update brought that the campaign reruns, e.g. a config set aside "
                    "in the checkout)")
+    k = sub.add_parser("compare", help="compare two results folders' records field by field")
+    k.add_argument("a", type=Path, help="the results folder compared against (e.g. results)")
+    k.add_argument("b", type=Path, help="the results folder whose records are compared")
+    k.add_argument("--datasets", default=None, help="comma-separated (default: every one in B)")
     args = ap.parse_args(argv)
     try:
         if args.command == "run":
@@ -378,6 +425,15 @@ def main(argv: list[str] | None = None) -> int:
             dropped = drop_older(before, args.folders)
             print(f"dropped {len(dropped)} records created before {args.before}")
             return 0
+        if args.command == "compare":
+            datasets = args.datasets.split(",") if args.datasets else None
+            lines = compare(args.a, args.b, datasets)
+            for line in lines:
+                print(line)
+            n = len(compare_paths(args.b, datasets))
+            print(f"{n - len(lines)} of {n} records of {args.b} equal those of {args.a} "
+                  f"(but for {', '.join(CIRCUMSTANCES)})", file=sys.stderr)
+            return 1 if lines else 0
         if args.command == "update":
             before = iso_time(args.drop_older) if args.drop_older else None
             print(f"{args.clone} at {update(args.clone)[:12]}")

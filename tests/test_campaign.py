@@ -171,7 +171,8 @@ def test_the_committed_plan_parses_and_runs_every_job_on_one_thread():
     assert len({j.name for j in jobs}) == len(jobs) >= 10
     for job in jobs:
         for step in job.command.split("&&"):
-            assert "--threads 1" in step, job.name
+            if any(f"harness.{c} " in step for c in ("run", "tune", "reproduce_table1")):
+                assert "--threads 1" in step, job.name
             if "harness.tune" in step:
                 assert "--jobs 1" in step, job.name
 
@@ -222,3 +223,27 @@ def test_update_moves_the_clone_up_past_files_it_made_itself_and_stops_on_a_real
         campaign.update(clone)
     assert (clone / "code.py").read_text() == "x = 1\n"
     assert (clone / "rec.json").read_text() == "the clone's own record\n"
+
+
+def test_compare_names_the_fields_that_differ_but_not_when_or_where_a_run_trained(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for res, created in ((a, "2026-12-04T00:00:00+00:00"), (b, "2026-12-05T00:00:00+00:00")):
+        fake_record(res, "zhihu", "sasrec", "1" * 16, 0, created=created)
+        fake_record(res, "zhihu", "gru4rec", "2" * 16, 0, created=created)
+        fake_record(res, "ml-100k", "gru4rec", "3" * 16, 0, created=created)
+    assert campaign.compare(a, b) == []
+    path = store.record_path(b, "zhihu", "sasrec", "validation", 0)
+    rec = json.loads(path.read_text())
+    path.write_text(json.dumps({**rec, "seed": 7, "wall": {"train_s": 1.0}}))
+    np.savez(store.record_path(b, "zhihu", "gru4rec", "validation", 0).with_suffix(".npz"),
+             test_ranks=np.array([0, 1, 5]))
+    store.record_path(a, "ml-100k", "gru4rec", "validation", 0).unlink()
+    assert campaign.compare(a, b, ["zhihu"]) == [
+        "records/zhihu/gru4rec/validation/seed0.json: test ranks (.npz) differ",
+        "records/zhihu/sasrec/validation/seed0.json: seed differ"]
+    assert campaign.main(["compare", str(a), str(b)]) == 1
+    out, err = capsys.readouterr()
+    assert "records/ml-100k/gru4rec/validation/seed0.json: missing in" in out
+    assert "0 of 3 records" in err
+    with pytest.raises(HarnessError, match="no records under"):
+        campaign.compare(a, b, ["yc"])
