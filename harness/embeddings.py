@@ -150,13 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", default="sasrec.positives,sasrec,dreamrec",
                     help="comma-separated models or <model>.<name> config rows (default: the "
                     "paper's Figure 3: sasrec.positives,sasrec,dreamrec)")
-    ap.add_argument("--seed", type=int, default=0, help="the seed whose kept states to read")
+    ap.add_argument("--seed", type=int, default=0, help="the seed whose kept states to read (default: 0)")
     ap.add_argument("--train", action="store_true",
                     help="train a row whose state is not kept (as harness.run --save-model)")
     ap.add_argument("--device", default="cpu", help=cli.device("cpu"))
     ap.add_argument("--data-dir", default=None, help=cli.DATA_DIR)
     ap.add_argument("--results-dir", default="results",
-                    help="where the outputs go, and the records of what --train runs")
+                    help="where the outputs go, and the records of what --train runs (default: "
+                    "results/)")
     args = ap.parse_args(argv)
     store.git_state()
     try:

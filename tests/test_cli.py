@@ -9,7 +9,7 @@ import pytest
 COMMANDS = ["harness.run", "harness.reproduce_table1", "harness.tune", "harness.report",
             "harness.bench", "harness.sampling", "harness.guidance", "harness.figures",
             "harness.diagnose", "harness.bench_gpu", "harness.bench_recbole", "harness.bench_cost",
-            "harness.data.__main__"]
+            "harness.data.__main__", "harness.campaign", "harness.embeddings", "harness.bench_ray"]
 
 
 class _Parsed(Exception):
