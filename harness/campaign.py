@@ -9,7 +9,8 @@ a few at a time and survives being stopped, so that the same command line contin
   (``OMP_NUM_THREADS=1``), its output in ``DIR/<job>.log``. A job that exits 0 gets
   ``DIR/<job>.done`` (its wall time) and is skipped by every later invocation; one that fails
   gets ``DIR/<job>.failed`` (exit status and its last ``error:`` line) and is not retried
-  unless ``--retry-failed``. ``DIR/status.txt`` lists what is done, running, failed and left.
+  unless ``--retry-failed``. ``DIR/status.txt`` lists what is done, running (with the last line of its log, every minute),
+  failed and left.
   SIGINT/SIGTERM pass SIGTERM to every job in progress (harness commands keep their last
   evaluation's checkpoint), wait for them, and exit 130/143; the same command resumes.
 - ``drop-older --before TIME FOLDER...``: delete the records (``seed*.json`` and its ``.npz``)
@@ -61,6 +62,8 @@ import numpy as np
 from harness import cli, execute, store
 from harness.errors import HarnessError
 
+#: how often status.txt is rewritten while jobs run (each job's last log line, minutes)
+STATUS_EVERY_S = 60.0
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -103,6 +106,17 @@ def job_env() -> dict[str, str]:
     return env
 
 
+def last_line(log: Path, width: int = 120) -> str:
+    """The last non-empty line of ``log`` (its end only is read), cut to ``width``."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 4096))
+            lines = [x for x in fh.read().decode(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return ""
+    return lines[-1].strip()[:width] if lines else ""
+
+
 def write_status(state: Path, jobs: list[PlanJob], running: dict[str, float]) -> None:
     lines = [f"# {datetime.now().astimezone().isoformat(timespec='seconds')}"]
     for job in jobs:
@@ -110,6 +124,8 @@ def write_status(state: Path, jobs: list[PlanJob], running: dict[str, float]) ->
             what = "done " + (state / f"{job.name}.done").read_text().strip()
         elif job.name in running:
             what = f"running for {(time.time() - running[job.name]) / 60:.0f} min"
+            last = last_line(state / f"{job.name}.log")
+            what += f" ({last})" if last else ""
         elif (state / f"{job.name}.failed").exists():
             what = "failed " + (state / f"{job.name}.failed").read_text().strip()
         else:
@@ -134,6 +150,8 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
             (state / f"{job.name}.failed").unlink(missing_ok=True)
     procs: dict[str, tuple[subprocess.Popen, float]] = {}
     started: dict[str, float] = {}
+
+    written = time.time()
 
     def waiting() -> list[PlanJob]:
         return [j for j in jobs if j.name not in procs and not (state / f"{j.name}.done").exists()
@@ -172,6 +190,9 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
                         print(f"failed {name}: {line}", flush=True)
                     write_status(state, jobs, started)
                     jobs = reread(plan, jobs)
+                if time.time() - written > STATUS_EVERY_S:
+                    write_status(state, jobs, started)
+                    written = time.time()
                 time.sleep(poll_s)
     except execute.Interrupted as e:
         for proc, _ in procs.values():

@@ -64,8 +64,14 @@ class ModelSpec:
             raise HarnessError(f"invalid setting for {self.name} ({path}): {e}") from None
 
 
-def read_config_file(path: Path, config_cls: type) -> dict[str, dict[str, Any]]:
-    """The ``[model]`` and ``[train]`` tables of a config file, each key checked and typed."""
+def read_config_file(path: Path, config_cls: type,
+                     _seen: tuple[Path, ...] = ()) -> dict[str, dict[str, Any]]:
+    """The ``[model]`` and ``[train]`` tables of a config file, each key checked and typed.
+
+    A file may start with ``extends = "<file>"`` (a path relative to its own folder): that
+    file's settings are read first and this file's replace them key by key, so a variant such
+    as ``sasrec.positives.toml`` (``n_negatives = 0``) follows its base when tuning rewrites it.
+    """
     if not path.is_file():
         raise HarnessError(f"config file {path} not found; pass an existing file with --config, "
                            f"or write one with python -m harness.tune")
@@ -74,10 +80,21 @@ def read_config_file(path: Path, config_cls: type) -> dict[str, dict[str, Any]]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise HarnessError(f"config file {path} is not valid TOML: {e}") from None
     out: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    base = data.pop("extends", None)
+    if base is not None:
+        if not isinstance(base, str) or not base:
+            raise HarnessError(f"config file {path}: extends must name a config file, e.g. "
+                               f"extends = \"sasrec.toml\"")
+        base_path = (path.parent / base).resolve()
+        if base_path in _seen or base_path == path.resolve():
+            raise HarnessError(f"config file {path}: extends {base} comes back to itself; "
+                               f"break the cycle")
+        inherited = read_config_file(base_path, config_cls, (*_seen, path.resolve()))
+        out = {section: dict(table) for section, table in inherited.items()}
     for section, table in data.items():
         if section not in SECTIONS or not isinstance(table, dict):
             raise HarnessError(f"config file {path}: unknown section {section!r}; valid: "
-                               f"[model], [train]")
+                               f"extends, [model], [train]")
         cls = config_cls if section == "model" else TrainConfig
         fields = {f.name: f for f in dataclasses.fields(cls)}
         for key, value in table.items():

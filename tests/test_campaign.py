@@ -40,6 +40,7 @@ def test_a_plan_runs_its_jobs_marks_them_and_a_rerun_skips_what_is_done(tmp_path
     assert "threads=1" in (state / "first.log").read_text()
     status = (state / "status.txt").read_text()
     assert "first: done" in status and "broken: failed exit 3" in status
+    assert campaign.last_line(state / "first.log") == "threads=1"
     assert sorted(count.read_text().split()) == ["x", "y"]
     # a rerun runs nothing done, and the failed job only when asked
     assert campaign.run_plan(plan, state, slots=2, poll_s=0.05) == 1

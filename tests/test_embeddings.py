@@ -36,7 +36,7 @@ def tiny(tmp_path, monkeypatch):
     monkeypatch.setattr(harness.models, "CONFIG_DIR", root)
     monkeypatch.setattr(embeddings, "CONFIG_DIR", root)
     monkeypatch.setenv("HARNESS_MODEL_DIR", str(tmp_path / "models"))
-    for name in ("sasrec.positives", "dreamrec"):
+    for name in ("sasrec", "dreamrec"):  # sasrec.positives extends sasrec.toml
         path = root / "ml-100k" / f"{name}.toml"
         text = path.read_text()
         for key, value in (("hidden_size", 16), ("inner_size", 32), ("n_layers", 1),

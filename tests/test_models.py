@@ -113,3 +113,44 @@ def test_every_other_config_file_is_valid_for_its_model():
     for path in files:
         model = path.name.split(".")[0]
         MODELS[model].configs(path.parent.name, None, path)  # raises on a bad file
+
+
+def test_a_config_file_that_extends_another_takes_its_settings_and_replaces_its_own(tmp_path):
+    spec = MODELS["sasrec"]
+    (tmp_path / "base.toml").write_text('[model]\nn_negatives = 1\nhidden_size = 32\n'
+                                        '[train]\nlr = 0.01\npatience = 7\n')
+    (tmp_path / "child.toml").write_text('extends = "base.toml"\n[model]\nn_negatives = 0\n'
+                                         '[train]\nlr = 0.002\n')
+    model, train = spec.configs("zhihu", config_file=tmp_path / "child.toml")
+    assert (model.n_negatives, model.hidden_size, train.lr, train.patience) == (0, 32, 0.002, 7)
+    # the base's change reaches the file that extends it
+    (tmp_path / "base.toml").write_text('[model]\nhidden_size = 48\n')
+    model, train = spec.configs("zhihu", config_file=tmp_path / "child.toml")
+    assert (model.n_negatives, model.hidden_size, train.lr) == (0, 48, 0.002)
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"a.toml": 'extends = "a.toml"\n'}, "comes back to itself"),
+    ({"a.toml": 'extends = "b.toml"\n', "b.toml": 'extends = "a.toml"\n'}, "comes back to itself"),
+    ({"a.toml": 'extends = "missing.toml"\n'}, "missing.toml not found"),
+    ({"a.toml": "extends = 3\n"}, "extends must name a config file"),
+    ({"a.toml": 'extends = "b.toml"\n', "b.toml": "[model]\nno_such = 1\n"}, "unknown setting 'no_such'"),
+])
+def test_a_bad_extends_is_one_line_error(tmp_path, files, message):
+    from harness.errors import HarnessError
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(HarnessError, match=message):
+        MODELS["sasrec"].configs("zhihu", config_file=tmp_path / "a.toml")
+
+
+def test_sasrec_positives_is_sasrec_without_negatives_wherever_it_exists():
+    spec = MODELS["sasrec"]
+    paths = sorted((Path(__file__).resolve().parent.parent / "harness" / "configs").glob(
+        "*/sasrec.positives.toml"))
+    assert len(paths) >= 2  # zhihu and ml-100k
+    for path in paths:
+        dataset = path.parent.name
+        pos_model, pos_train = spec.configs(dataset, config_file=path)
+        model, train = spec.configs(dataset)
+        assert pos_model == dataclasses.replace(model, n_negatives=0) and pos_train == train
