@@ -12,7 +12,10 @@ a few at a time and survives being stopped, so that the same command line contin
   unless ``--retry-failed``. ``DIR/status.txt`` lists what is done, running (with the last line of its log, every minute),
   failed and left.
   SIGINT/SIGTERM pass SIGTERM to every job in progress (harness commands keep their last
-  evaluation's checkpoint), wait for them, and exit 130/143; the same command resumes.
+  evaluation's checkpoint), wait for them, and exit 130/143; the same command resumes. One
+  campaign at a time holds a state folder (``DIR/lock``); jobs that a campaign killed outright
+  left running (their process groups are in ``DIR/<job>.pgid``) are stopped before a rerun
+  starts them again, so that no run trains twice at once.
 - ``drop-older --before TIME FOLDER...``: delete the records (``seed*.json`` and its ``.npz``)
   created before TIME under the folders, so that a campaign reruns them on the current code
   (run it in the campaign's own clone: the main checkout keeps the old records until
@@ -44,6 +47,7 @@ folder the campaign is started in; ``#`` starts a comment.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import filecmp
 import json
 import os
@@ -145,6 +149,8 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
         raise HarnessError(f"--jobs must be at least 1, got {slots}")
     store.check_writable(state, "the state folder", "pass a writable folder with --state")
     state.mkdir(parents=True, exist_ok=True)
+    lock = hold_lock(state)  # noqa: F841 - held until this function returns
+    stop_leftovers(state)
     if retry_failed:
         for job in jobs:
             (state / f"{job.name}.failed").unlink(missing_ok=True)
@@ -171,6 +177,7 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
                                                 start_new_session=True)
                         procs[job.name] = (proc, time.time())
                         log.close()
+                        (state / f"{job.name}.pgid").write_text(f"{proc.pid}\n")
                     started[job.name] = time.time()
                     print(f"started {job.name}", flush=True)
                     write_status(state, jobs, started)
@@ -179,6 +186,7 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
                     if rc is None:
                         continue
                     del procs[name], started[name]
+                    (state / f"{name}.pgid").unlink(missing_ok=True)
                     wall = time.time() - t0
                     if rc == 0:
                         (state / f"{name}.done").write_text(f"in {wall / 3600:.2f} h\n")
@@ -198,13 +206,16 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
         for proc, _ in procs.values():
             with _quiet():
                 os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.time() + execute.GRACE_S
-        for proc, _ in procs.values():
-            try:
-                proc.wait(max(0.0, deadline - time.time()))
-            except subprocess.TimeoutExpired:
+        deadline = time.time() + execute.GRACE_S  # the whole group: the shell goes first
+        while time.time() < deadline and any(p.poll() is None or _alive(p.pid)  # poll reaps
+                                             for p, _ in procs.values()):
+            time.sleep(0.1)
+        for name, (proc, _) in procs.items():
+            if _alive(proc.pid):
                 with _quiet():
                     os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            (state / f"{name}.pgid").unlink(missing_ok=True)
         write_status(state, jobs, {})
         print(f"interrupted: {len(procs)} jobs stopped (each resumes from its checkpoints); "
               f"rerun the same command to continue", file=sys.stderr)
@@ -215,6 +226,57 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
               f"--retry-failed runs them again)", file=sys.stderr)
         return 1
     return 0
+
+
+def hold_lock(state: Path):
+    """An exclusive lock on ``state/lock`` for this process's lifetime (the open file; closing
+    it releases the lock); HarnessError when another campaign holds it."""
+    fh = open(state / "lock", "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip() or "?"
+        fh.close()
+        raise HarnessError(f"another campaign (pid {holder}) runs with the state folder {state}; "
+                           f"stop it (kill -TERM {holder}) or pass another --state") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh
+
+
+def stop_leftovers(state: Path) -> list[str]:
+    """Stop the jobs a campaign killed outright left running (``<job>.pgid`` of a process group
+    still alive): SIGTERM, then SIGKILL after the grace period. Without it, the rerun would
+    train the same runs twice at once. Returns the jobs stopped."""
+    stopped = []
+    for mark in sorted(state.glob("*.pgid")):
+        try:
+            pgid = int(mark.read_text().strip())
+            os.killpg(pgid, signal.SIGTERM)
+        except (ValueError, ProcessLookupError, PermissionError):
+            mark.unlink(missing_ok=True)
+            continue
+        deadline = time.time() + execute.GRACE_S
+        while time.time() < deadline and _alive(pgid):
+            time.sleep(0.1)
+        if _alive(pgid):
+            with _quiet():
+                os.killpg(pgid, signal.SIGKILL)
+        print(f"stopped {mark.stem}, left running by an earlier campaign", flush=True)
+        stopped.append(mark.stem)
+        mark.unlink(missing_ok=True)
+    return stopped
+
+
+def _alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def reread(plan: Path, jobs: list[PlanJob]) -> list[PlanJob]:

@@ -248,3 +248,25 @@ def test_compare_names_the_fields_that_differ_but_not_when_or_where_a_run_traine
     assert "0 of 3 records" in err
     with pytest.raises(HarnessError, match="no records under"):
         campaign.compare(a, b, ["yc"])
+
+
+def test_one_campaign_per_state_folder_and_a_killed_one_leaves_no_job_running_twice(tmp_path):
+    marker = tmp_path / "started"
+    plan = write_plan(tmp_path / "p.plan", [f"slow: echo go >> {marker}; sleep 120"])
+    state = tmp_path / "state"
+    cmd = [sys.executable, "-m", "harness.campaign", "run", str(plan), "--state", str(state)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert marker.exists()
+    with pytest.raises(HarnessError, match=f"another campaign \\(pid {proc.pid}\\)"):
+        campaign.run_plan(plan, state, slots=1)
+    proc.kill()  # SIGKILL: no chance to stop its job, which goes on in its own session
+    proc.wait()
+    pgid = int((state / "slow.pgid").read_text())
+    assert campaign._alive(pgid)
+    plan.write_text(plan.read_text().replace("sleep 120", "true"))
+    assert campaign.run_plan(plan, state, slots=1, poll_s=0.05) == 0
+    assert not campaign._alive(pgid)  # stopped before the job was started again
+    assert marker.read_text().split() == ["go", "go"] and not (state / "slow.pgid").exists()
