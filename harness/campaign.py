@@ -47,6 +47,7 @@ folder the campaign is started in; ``#`` starts a comment.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import filecmp
 import json
@@ -204,7 +205,7 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
                 time.sleep(poll_s)
     except execute.Interrupted as e:
         for proc, _ in procs.values():
-            with _quiet():
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.time() + execute.GRACE_S  # the whole group: the shell goes first
         while time.time() < deadline and any(p.poll() is None or _alive(p.pid)  # poll reaps
@@ -212,7 +213,7 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
             time.sleep(0.1)
         for name, (proc, _) in procs.items():
             if _alive(proc.pid):
-                with _quiet():
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             (state / f"{name}.pgid").unlink(missing_ok=True)
@@ -263,7 +264,7 @@ def stop_leftovers(state: Path) -> list[str]:
         while time.time() < deadline and _alive(pgid):
             time.sleep(0.1)
         if _alive(pgid):
-            with _quiet():
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
         print(f"stopped {mark.stem}, left running by an earlier campaign", flush=True)
         stopped.append(mark.stem)
@@ -288,14 +289,6 @@ def reread(plan: Path, jobs: list[PlanJob]) -> list[PlanJob]:
     except HarnessError as e:
         print(f"the plan no longer reads, going on with the one read before: {e}", flush=True)
         return jobs
-
-
-class _quiet:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, tb):
-        return kind is not None and issubclass(kind, ProcessLookupError)
 
 
 def record_files(folder: Path) -> list[Path]:
