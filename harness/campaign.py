@@ -23,8 +23,9 @@ a few at a time and survives being stopped, so that the same command line contin
   again at any time.
 - ``collect SRC``: bring a campaign clone's finished work into this checkout: its records
   (each config's records set aside into ``variants/<hash>/`` first when another config held
-  the folder, as a configured run does: :func:`harness.store.set_aside`), its tuning trials and
-  reports, and the config files its tuning rewrote. Only finished records are copied (a JSON
+  the folder, as a configured run does: :func:`harness.store.set_aside`), its guidance sweeps
+  (another config's sweep set aside the same way), its tuning trials and reports, and the
+  config files its tuning rewrote. Only finished records are copied (a JSON
   is written after its ``.npz``), never a checkpoint or a log.
 
 - ``update CLONE``: move a campaign's clone up to the commits of the checkout it was cloned from
@@ -359,6 +360,17 @@ def collect(src: Path, dest: Path) -> list[Path]:
             written.append(target.with_suffix(".npz"))
         if _copy(path, target):
             written.append(target)
+    from harness import guidance  # torch: not for the queue's own process
+
+    # guidance sweeps: the checkout's sweep of another config is set aside first, as above
+    for folder in sorted((rsrc / "guidance").glob("*")):
+        seeds = sorted(folder.glob("seed*.json"))
+        hashes = {(store.read_json(p) or {}).get("config_hash") for p in seeds} - {None}
+        if len(hashes) == 1:
+            guidance.set_aside(rdest, folder.name, hashes.pop())
+        for path in seeds:
+            if _copy(path, rdest / path.relative_to(rsrc)):
+                written.append(rdest / path.relative_to(rsrc))
     for path in sorted((rsrc / "tuning").glob("*.md")):
         if _copy(path, rdest / "tuning" / path.name):
             written.append(rdest / "tuning" / path.name)

@@ -8,7 +8,9 @@ w would select, since w enters generation only. Example::
     python -m harness.guidance --dataset zhihu --w 0,2,4,6,8,10 --seeds 5
 
 One JSON per seed goes to ``results/guidance/<dataset>/`` (an interrupted command resumes the
-seed in progress from its checkpoint and skips finished seeds); ``results/guidance.md`` and
+seed in progress from its checkpoint and skips finished seeds; the seed files of another
+config, such as the one before a retuning, first move to ``results/variants/<config
+hash>/guidance/<dataset>/``); ``results/guidance.md`` and
 ``results/figures/guidance.png``/``.pdf`` are rendered from every seed file present. The
 config's own selected state is kept as ``harness.run --save-model`` keeps it, so
 ``harness.sampling`` needs no training after this command.
@@ -40,6 +42,28 @@ METRICS = ("hr@20", "ndcg@20")
 
 def seed_path(results_dir: Path, dataset: str, seed: int) -> Path:
     return Path(results_dir) / "guidance" / dataset / f"seed{seed}.json"
+
+
+def set_aside(results_dir: Path, dataset: str, chash: str) -> list[tuple[Path, Path]]:
+    """Make ``guidance/<dataset>/`` the home of config ``chash``'s seed files: another config's
+    move to ``variants/<their hash>/guidance/<dataset>/`` (as :func:`harness.store.set_aside`
+    does for records), so a sweep of a retuned config neither overwrites nor mixes with the old
+    one's. A destination that exists is never replaced: HarnessError, nothing moved."""
+    folder = Path(results_dir) / "guidance" / dataset
+    moves = []
+    for path in sorted(folder.glob("seed*.json")):
+        rec = store.read_json(path)
+        if rec and rec.get("config_hash") and rec["config_hash"] != chash:
+            moves.append((path, store.variant_dir(results_dir, rec["config_hash"])
+                          / path.relative_to(results_dir)))
+    for src, dest in moves:
+        if dest.exists():
+            raise HarnessError(f"cannot move {src} aside: {dest} exists; move one of them out "
+                               f"of {results_dir} by hand")
+    for src, dest in moves:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dest)
+    return moves
 
 
 def run_seed(spec, splits, model_cfg, train_cfg, seed: int, device, base: dict[str, Any],
@@ -196,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
             splits = load_dataset(args.dataset, args.data_dir)
             base, chash = record_base(spec, args.dataset, splits, model_cfg, train_cfg)
+            for src, dest in set_aside(results_dir, args.dataset, chash):
+                print(f"{src}: another config's sweep, moved to {dest}", file=sys.stderr)
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 run_seed(spec, splits, model_cfg, train_cfg, seed, device, base, chash, ws,
                          results_dir, args.dataset)

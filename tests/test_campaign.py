@@ -146,7 +146,17 @@ def test_collect_sets_the_old_config_aside_and_brings_finished_work_only(tmp_pat
     (dest / "harness" / "configs" / "zhihu" / "sasrec.toml").write_text("lr = 1e-2\n")
     (src / "harness" / "configs" / "zhihu" / "new.toml").write_text("x = 1\n")  # not in main
 
+    for root, chash in ((src, new_hash), (dest, old_hash)):  # a guidance sweep of each config
+        sweep = root / "results" / "guidance" / "zhihu" / "seed0.json"
+        sweep.parent.mkdir(parents=True)
+        sweep.write_text(json.dumps({"schema": 1, "config_hash": chash, "w": {}}))
+
     written = campaign.collect(src, dest)
+
+    sweeps = dest / "results" / "guidance" / "zhihu" / "seed0.json"
+    assert json.loads(sweeps.read_text())["config_hash"] == new_hash
+    old_sweep = store.variant_dir(dest / "results", old_hash) / "guidance" / "zhihu" / "seed0.json"
+    assert json.loads(old_sweep.read_text())["config_hash"] == old_hash
 
     moved = store.variant_dir(dest / "results", old_hash) / kept.relative_to(dest / "results")
     assert store.read_record(moved)["config_hash"] == old_hash and moved.with_suffix(".npz").exists()

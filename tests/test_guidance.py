@@ -40,6 +40,13 @@ def test_sweep_reproduces_the_run_at_the_config_w_and_renders(tmp_path, capsys, 
     assert guidance.main(["--dataset", "ml-100k", "--w", "0,2", "--seeds", "1",
                           "--results-dir", str(res), *TINY]) == 0
     assert "every w already measured" in capsys.readouterr().err
+    # a sweep of another config (a retuned lr) sets the old sweep aside instead of replacing it
+    assert guidance.main(["--dataset", "ml-100k", "--w", "0,2", "--seeds", "1",
+                          "--results-dir", str(res), *TINY, "--set", "lr=0.002"]) == 0
+    new = json.loads(guidance.seed_path(res, "ml-100k", 0).read_text())
+    aside = store.variant_dir(res, rec["config_hash"]) / "guidance" / "ml-100k" / "seed0.json"
+    assert new["config_hash"] != rec["config_hash"] and json.loads(aside.read_text()) == rec
+    assert "another config's sweep, moved to" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
