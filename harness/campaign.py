@@ -494,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     u = sub.add_parser("update", help="move a campaign's clone up to its upstream's commits")
     u.add_argument("clone", type=Path, help="the campaign's clone")
     u.add_argument("--drop-older", default=None, metavar="TIME",
-                   help="then drop-older TIME in the clone's results/records and results/variants "
+                   help="then drop-older TIME in the clone's results/records, variants and guidance "
                    "(records the update brought that the campaign reruns, e.g. a config set aside "
                    "in the checkout)")
     k = sub.add_parser("compare", help="compare two results folders' records field by field")
@@ -526,8 +526,8 @@ def main(argv: list[str] | None = None) -> int:
             before = iso_time(args.drop_older) if args.drop_older else None
             print(f"{args.clone} at {update(args.clone)[:12]}")
             if before is not None:
-                dropped = drop_older(before, [args.clone / "results" / "records",
-                                              args.clone / "results" / "variants"])
+                dropped = drop_older(before, [args.clone / "results" / sub
+                                              for sub in ("records", "variants", "guidance")])
                 print(f"dropped {len(dropped)} records created before {args.drop_older}")
             return 0
         written = collect(args.src, args.into)
