@@ -42,7 +42,9 @@ a few at a time and survives being stopped, so that the same command line contin
   committed table reproduces bit for bit.
 
 Plan files (``campaigns/*.plan``) hold one job per line, ``name: shell command``, run from the
-folder the campaign is started in; ``#`` starts a comment.
+folder the campaign is started in; ``#`` starts a comment. ``name [after a, b]: command`` starts
+only once the jobs ``a`` and ``b`` (above it) are done, e.g. a run that needs another's tuned
+config.
 """
 
 from __future__ import annotations
@@ -73,10 +75,14 @@ STATUS_EVERY_S = 60.0
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+AFTER = re.compile(r"^(?P<name>\S+)\s+\[after\s+(?P<deps>[^\]]+)\]$")
+
+
 @dataclass(frozen=True)
 class PlanJob:
     name: str
     command: str
+    after: tuple[str, ...] = ()  # jobs above it in the plan that must be done first
 
 
 def read_plan(path: Path) -> list[PlanJob]:
@@ -93,13 +99,22 @@ def read_plan(path: Path) -> list[PlanJob]:
             continue
         name, sep, command = line.partition(":")
         name, command = name.strip(), command.strip()
+        after: tuple[str, ...] = ()
+        if (m := AFTER.match(name)) is not None:
+            name = m["name"]
+            after = tuple(d.strip() for d in m["deps"].split(",") if d.strip())
         if not sep or not NAME.match(name) or not command:
-            raise HarnessError(f"{path}:{number}: expected 'name: command' with a name of "
-                               f"letters, digits, '.', '_' or '-', got {line!r}")
+            raise HarnessError(f"{path}:{number}: expected 'name: command' or 'name [after "
+                               f"other]: command' with a name of letters, digits, '.', '_' or "
+                               f"'-', got {line!r}")
         if any(j.name == name for j in jobs):
             raise HarnessError(f"{path}:{number}: job {name!r} is named twice; names must be "
                                f"unique")
-        jobs.append(PlanJob(name, command))
+        missing = [d for d in after if not any(j.name == d for j in jobs)]
+        if missing:
+            raise HarnessError(f"{path}:{number}: job {name!r} comes after {', '.join(missing)}, "
+                               f"which is not a job above it in the plan")
+        jobs.append(PlanJob(name, command, after))
     if not jobs:
         raise HarnessError(f"the plan {path} has no jobs; add lines 'name: command'")
     return jobs
@@ -162,8 +177,11 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
     written = time.time()
 
     def waiting() -> list[PlanJob]:
+        """The jobs to start, in plan order: not done, failed or running, and every job they
+        come after done."""
         return [j for j in jobs if j.name not in procs and not (state / f"{j.name}.done").exists()
-                and not (state / f"{j.name}.failed").exists()]
+                and not (state / f"{j.name}.failed").exists()
+                and all((state / f"{d}.done").exists() for d in j.after)]
 
     try:
         with execute.stop_on_signals():
@@ -222,12 +240,16 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
         print(f"interrupted: {len(procs)} jobs stopped (each resumes from its checkpoints); "
               f"rerun the same command to continue", file=sys.stderr)
         return e.exit_code
+    blocked = [j.name for j in jobs if not (state / f"{j.name}.done").exists()
+               and not (state / f"{j.name}.failed").exists()]
+    if blocked:  # what they come after failed
+        print(f"{len(blocked)} jobs not started, as a job they come after failed: "
+              f"{', '.join(blocked)}", file=sys.stderr)
     failed = [j.name for j in jobs if (state / f"{j.name}.failed").exists()]
     if failed:
         print(f"{len(failed)} jobs failed: {', '.join(failed)} (logs in {state}; "
               f"--retry-failed runs them again)", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if failed or blocked else 0
 
 
 def hold_lock(state: Path):

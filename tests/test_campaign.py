@@ -280,3 +280,23 @@ def test_one_campaign_per_state_folder_and_a_killed_one_leaves_no_job_running_tw
     assert campaign.run_plan(plan, state, slots=1, poll_s=0.05) == 0
     assert not campaign._alive(pgid)  # stopped before the job was started again
     assert marker.read_text().split() == ["go", "go"] and not (state / "slow.pgid").exists()
+
+
+def test_a_job_after_another_starts_only_once_that_one_is_done(tmp_path):
+    log = tmp_path / "order"
+    plan = write_plan(tmp_path / "p.plan", [
+        f"tune: sleep 0.4; echo tuned >> {log}",
+        f"other: echo other >> {log}",
+        f"seeds [after tune]: echo seeds >> {log}",
+    ])
+    state = tmp_path / "state"
+    assert campaign.run_plan(plan, state, slots=2, poll_s=0.02) == 0
+    assert log.read_text().split() == ["other", "tuned", "seeds"]  # a free slot did not start it
+    # when what it comes after fails, it is not started
+    plan = write_plan(tmp_path / "q.plan", ["a: exit 1", f"b [after a]: echo b >> {log}"])
+    assert campaign.run_plan(plan, tmp_path / "s2", slots=2, poll_s=0.02) == 1
+    assert "b" not in log.read_text().split()
+    assert [j.after for j in campaign.read_plan(plan)] == [(), ("a",)]
+    plan.write_text("b [after a]: true\na: true\n")
+    with pytest.raises(HarnessError, match="not a job above it"):
+        campaign.read_plan(plan)
