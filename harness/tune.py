@@ -467,6 +467,14 @@ def seed_spread(results_dir: Path, dataset: str, model: str) -> tuple[float, int
     return (float(np.std(vals, ddof=1)), len(vals)) if len(vals) >= 2 else None
 
 
+def trial_minutes(recs: list[dict[str, Any]]) -> float:
+    """A trial's run time from its records: every stretch of a resumed run, not only the last
+    process's (:func:`harness.table1.record_minutes`); a record without times counts 0."""
+    from harness.table1 import record_minutes
+
+    return sum(record_minutes(r) for r in recs if "total_s" in r.get("wall", {}))
+
+
 def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str,
            rule: str) -> int:
     """The tuning report, the chosen settings written into the config file, and the winning
@@ -481,7 +489,7 @@ def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str
     for t in trials:
         recs = search.records(t)
         cut = None if recs else search.pruned(t)
-        spent = cut["wall_s"] / 60 if cut else sum(r["wall"]["total_s"] for r in recs) / 60
+        spent = cut["wall_s"] / 60 if cut else trial_minutes(recs)
         minutes += spent
         sc = scored[t.name]
         if sc is None:

@@ -170,3 +170,12 @@ def test_a_weight_decay_adamw_can_apply_is_searched_beyond_the_better(tmp_path, 
     assert tune.inert_decay("5e-5", "1e-4") and not tune.inert_decay("5e-5", "1e-3")
     report = (tmp_path / "res" / "tuning" / "ml-100k-sasrec.md").read_text()
     assert "Not trained" not in report
+
+
+def test_a_resumed_trial_counts_every_stretch_of_its_run_time():
+    from harness.tune import trial_minutes
+    resumed = {"wall": {"train_s": 425.0, "eval_s": 281.0, "total_s": 116.0, "resumed": True}}
+    whole = {"wall": {"train_s": 50.0, "eval_s": 10.0, "total_s": 120.0, "resumed": False}}
+    assert trial_minutes([resumed]) == pytest.approx(706 / 60)
+    assert trial_minutes([whole]) == pytest.approx(2.0)
+    assert trial_minutes([{"wall": {}}]) == 0.0
