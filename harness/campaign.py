@@ -440,13 +440,28 @@ def update(clone: Path) -> str:
             raise HarnessError(f"{local} was changed in the clone and differs from what the "
                                f"update brings; collect it or move it away, then update again")
         out_of_the_way.append((rel, head is not None))
+    kept = {rel: (clone / rel).read_bytes() for rel, _ in out_of_the_way}
     for rel, tracked in out_of_the_way:
         if tracked:
             _git(clone, "checkout", "-q", "HEAD", "--", rel)
         else:
             (clone / rel).unlink()
-    _git(clone, "merge", "-q", "--ff-only", upstream)
+    try:
+        _git(clone, "merge", "-q", "--ff-only", upstream)
+    except HarnessError:
+        # a file the campaign wrote meanwhile stands in the way: put back what was moved, as
+        # it was (the old version must not stay: a run would take it for another config's)
+        for rel, data in kept.items():
+            _restore(clone / rel, data)
+        raise HarnessError(f"the update of {clone} stopped: a file changed there while it "
+                           f"ran (a run finished); collect it, commit, and update again") from None
     return upstream
+
+
+def _restore(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.update.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 #: what may differ between two runs of the same config on the same code: when, where, how long

@@ -300,3 +300,27 @@ def test_a_job_after_another_starts_only_once_that_one_is_done(tmp_path):
     plan.write_text("b [after a]: true\na: true\n")
     with pytest.raises(HarnessError, match="not a job above it"):
         campaign.read_plan(plan)
+
+
+def test_an_update_whose_merge_fails_puts_back_what_it_moved(tmp_path, monkeypatch):
+    main, clone = tmp_path / "main", tmp_path / "clone"
+    main.mkdir()
+    git(main, "init", "-q", "-b", "main")
+    (main / "rec.json").write_text("old record\n")
+    git(main, "add", "rec.json")
+    git(main, "commit", "-qm", "one")
+    git(tmp_path, "clone", "-q", str(main), str(clone))
+    (clone / "rec.json").write_text("new record\n")  # the campaign's; collected and committed
+    (main / "rec.json").write_text("new record\n")
+    git(main, "commit", "-qam", "two")
+    real = campaign._git
+
+    def merge_fails(where, *args, **kw):  # a run finished a file in the way meanwhile
+        if args[0] == "merge":
+            raise HarnessError("git merge failed")
+        return real(where, *args, **kw)
+
+    monkeypatch.setattr(campaign, "_git", merge_fails)
+    with pytest.raises(HarnessError, match="a file changed there while it ran"):
+        campaign.update(clone)
+    assert (clone / "rec.json").read_text() == "new record\n"  # not the old version
