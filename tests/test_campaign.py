@@ -206,14 +206,20 @@ def git(cwd: Path, *args: str) -> str:
                           check=True, capture_output=True, text=True).stdout
 
 
-def test_update_moves_the_clone_up_past_files_it_made_itself_and_stops_on_a_real_change(tmp_path):
+def repo_and_clone(tmp_path: Path, name: str, text: str) -> tuple[Path, Path]:
+    """A repository holding one committed file, and a clone of it."""
     main, clone = tmp_path / "main", tmp_path / "clone"
     main.mkdir()
     git(main, "init", "-q", "-b", "main")
-    (main / "plan").write_text("a: true\n")
-    git(main, "add", "plan")
+    (main / name).write_text(text)
+    git(main, "add", name)
     git(main, "commit", "-qm", "one")
     git(tmp_path, "clone", "-q", str(main), str(clone))
+    return main, clone
+
+
+def test_update_moves_the_clone_up_past_files_it_made_itself_and_stops_on_a_real_change(tmp_path):
+    main, clone = repo_and_clone(tmp_path, "plan", "a: true\n")
     # the clone makes a record and changes a report; the checkout commits the same bytes
     (clone / "rec.json").write_text("new record\n")
     (clone / "plan").write_text("a: true\nb: true\n")
@@ -303,13 +309,7 @@ def test_a_job_after_another_starts_only_once_that_one_is_done(tmp_path):
 
 
 def test_an_update_whose_merge_fails_puts_back_what_it_moved(tmp_path, monkeypatch):
-    main, clone = tmp_path / "main", tmp_path / "clone"
-    main.mkdir()
-    git(main, "init", "-q", "-b", "main")
-    (main / "rec.json").write_text("old record\n")
-    git(main, "add", "rec.json")
-    git(main, "commit", "-qm", "one")
-    git(tmp_path, "clone", "-q", str(main), str(clone))
+    main, clone = repo_and_clone(tmp_path, "rec.json", "old record\n")
     (clone / "rec.json").write_text("new record\n")  # the campaign's; collected and committed
     (main / "rec.json").write_text("new record\n")
     git(main, "commit", "-qam", "two")
