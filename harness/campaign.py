@@ -56,7 +56,6 @@ import filecmp
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -152,9 +151,7 @@ def write_status(state: Path, jobs: list[PlanJob], running: dict[str, float]) ->
         else:
             what = "left"
         lines.append(f"{job.name}: {what}")
-    tmp = state / ".status.txt.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, state / "status.txt")
+    store.write_text(state / "status.txt", "\n".join(lines) + "\n")
 
 
 def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
@@ -171,8 +168,10 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
     if retry_failed:
         for job in jobs:
             (state / f"{job.name}.failed").unlink(missing_ok=True)
-    procs: dict[str, tuple[subprocess.Popen, float]] = {}
-    started: dict[str, float] = {}
+    procs: dict[str, tuple[subprocess.Popen, float]] = {}  # job -> (its shell, start time)
+
+    def started() -> dict[str, float]:
+        return {name: t0 for name, (_, t0) in procs.items()}
 
     written = time.time()
 
@@ -198,14 +197,13 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
                         procs[job.name] = (proc, time.time())
                         log.close()
                         (state / f"{job.name}.pgid").write_text(f"{proc.pid}\n")
-                    started[job.name] = time.time()
                     print(f"started {job.name}", flush=True)
-                    write_status(state, jobs, started)
+                    write_status(state, jobs, started())
                 for name, (proc, t0) in list(procs.items()):
                     rc = proc.poll()
                     if rc is None:
                         continue
-                    del procs[name], started[name]
+                    del procs[name]
                     (state / f"{name}.pgid").unlink(missing_ok=True)
                     wall = time.time() - t0
                     if rc == 0:
@@ -216,10 +214,10 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
                         line = f"exit {rc}" + (f": {error}" if error else "")
                         (state / f"{name}.failed").write_text(line + "\n")
                         print(f"failed {name}: {line}", flush=True)
-                    write_status(state, jobs, started)
+                    write_status(state, jobs, started())
                     jobs = reread(plan, jobs)
                 if time.time() - written > STATUS_EVERY_S:
-                    write_status(state, jobs, started)
+                    write_status(state, jobs, started())
                     written = time.time()
                 time.sleep(poll_s)
     except execute.Interrupted as e:
@@ -337,10 +335,7 @@ def _copy(src: Path, dest: Path) -> bool:
     """Copy ``src`` over ``dest`` atomically unless they are equal; True when copied."""
     if dest.exists() and filecmp.cmp(src, dest, shallow=False):
         return False
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.collect.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+    store.atomic_write(dest, lambda fh: fh.write(src.read_bytes()))
     return True
 
 
@@ -356,7 +351,7 @@ def collect(src: Path, dest: Path) -> list[Path]:
                            "are the same folder")
     written: list[Path] = []
     rsrc, rdest = src / "results", dest / "results"
-    finished = []  # (source json, its path relative to results/), the record complete
+    finished = []  # (source json, its path relative to results/, the record), each complete
     for path in record_files(rsrc):
         rel = path.relative_to(rsrc)
         if rel.parts[0] not in ("records", "variants", "tuning", "checks"):
@@ -370,12 +365,11 @@ def collect(src: Path, dest: Path) -> list[Path]:
              for _, rel, rec in finished if rel.parts[0] == "records"}
     for dataset, model, chash in sorted(homes):
         store.set_aside(rdest, dataset, model, keep=chash)
-    for path, rel, _ in finished:
+    for path, rel, new in finished:
         target = rdest / rel
         if target.exists():
             old = store.read_record(target)
-            new = store.read_record(path)
-            if old and new and old.get("config_hash") != new.get("config_hash"):
+            if old and old.get("config_hash") != new.get("config_hash"):
                 raise HarnessError(f"{target} holds another config's record; move it out of "
                                    f"{rdest} by hand before collecting")
         if _copy(path.with_suffix(".npz"), target.with_suffix(".npz")):
@@ -452,16 +446,11 @@ def update(clone: Path) -> str:
         # a file the campaign wrote meanwhile stands in the way: put back what was moved, as
         # it was (the old version must not stay: a run would take it for another config's)
         for rel, data in kept.items():
-            _restore(clone / rel, data)
+            store.atomic_write(clone / rel, lambda fh, data=data: fh.write(data))
         raise HarnessError(f"the update of {clone} stopped: a file changed there while it "
                            f"ran (a run finished); collect it, commit, and update again") from None
     return upstream
 
-
-def _restore(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.update.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 #: what may differ between two runs of the same config on the same code: when, where, how long

@@ -56,13 +56,8 @@ def set_aside(results_dir: Path, dataset: str, chash: str) -> list[tuple[Path, P
         if rec and rec.get("config_hash") and rec["config_hash"] != chash:
             moves.append((path, store.variant_dir(results_dir, rec["config_hash"])
                           / path.relative_to(results_dir)))
-    for src, dest in moves:
-        if dest.exists():
-            raise HarnessError(f"cannot move {src} aside: {dest} exists; move one of them out "
-                               f"of {results_dir} by hand")
-    for src, dest in moves:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src, dest)
+    store.check_free(moves, results_dir)
+    store.move_records(moves)
     return moves
 
 

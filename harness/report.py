@@ -72,10 +72,10 @@ def config_changes(old: dict, new: dict) -> str:
                      for k in keys if a.get(k, "—") != b.get(k, "—")) or "(none)"
 
 
-def set_aside(results_dir: Path) -> list[list[str]]:
+def set_aside(results_dir: Path, current: dict[tuple[str, str, str], list[dict]]) -> list[list[str]]:
     """One row per other config under ``results_dir/variants`` (validation protocol): its
-    cell, the current cell of the same dataset and model, and what differs from it."""
-    current = collect(results_dir)
+    cell, the current cell of the same dataset and model (``current``: :func:`collect` of
+    ``results_dir``), and what differs from it."""
     rows = []
     for folder in sorted((Path(results_dir) / store.VARIANTS).glob("*")):
         for (dataset, model, protocol), recs in sorted(collect(folder).items()):
@@ -97,7 +97,8 @@ def render(results_dir: Path) -> str:
         (dataset, model, protocol), _ = item
         return dataset, order.get(model, len(order)), model, protocol
 
-    for (dataset, model, protocol), recs in sorted(collect(results_dir).items(), key=key):
+    current = collect(results_dir)
+    for (dataset, model, protocol), recs in sorted(current.items(), key=key):
         ok = [r for r in recs if r["status"] == "ok"]
         cell = paper.get((PAPER_NAMES.get(model, model), dataset))
         rows.append([
@@ -132,7 +133,7 @@ def render(results_dir: Path) -> str:
         "test metrics in %, beside the current config's cell; the last column lists the fields",
         "in which the other config differs from the current one (other → current).",
         "",
-        tabulate(set_aside(results_dir), headers=[
+        tabulate(set_aside(results_dir, current), headers=[
             "dataset", "model", "config", "seeds", "HR@20 %", "NDCG@20 %", "current seeds",
             "current HR@20 %", "current NDCG@20 %", "differs (other → current)"],
             tablefmt="github") if (Path(results_dir) / store.VARIANTS).is_dir() else "(none)",

@@ -98,21 +98,32 @@ def set_aside(results_dir: Path, dataset: str, model: str, keep: str) -> list[tu
     with its JSON. A destination that exists is never replaced: HarnessError, nothing moved."""
     outgoing = [(path, variant_dir(results_dir, chash) / path.relative_to(results_dir))
             for path, chash in record_hashes(results_dir, dataset, model).items() if chash != keep]
-    for src, dest in outgoing:
-        if dest.exists():
-            raise HarnessError(f"cannot move {src} aside: {dest} exists; move one of them out "
-                               f"of {results_dir} by hand")
+    check_free(outgoing, results_dir)
     leaving = {src for src, _ in outgoing}
     kept = variant_dir(results_dir, keep)
     incoming = [(path, Path(results_dir) / path.relative_to(kept))
            for path, chash in record_hashes(kept, dataset, model).items() if chash == keep]
     incoming = [(src, dest) for src, dest in incoming if dest in leaving or not dest.exists()]
-    for src, dest in outgoing + incoming:  # out first: a seed coming back takes the place freed
+    move_records(outgoing + incoming)  # out first: a seed coming back takes the place freed
+    return outgoing + incoming
+
+
+def check_free(moves: list[tuple[Path, Path]], results_dir: Path) -> None:
+    """HarnessError, before anything moves, when a destination of ``moves`` exists: a record
+    is never replaced by another config's."""
+    for src, dest in moves:
+        if dest.exists():
+            raise HarnessError(f"cannot move {src} aside: {dest} exists; move one of them out "
+                               f"of {results_dir} by hand")
+
+
+def move_records(moves: list[tuple[Path, Path]]) -> None:
+    """Move each JSON (source, destination) in order, its ``.npz`` with it when there is one."""
+    for src, dest in moves:
         dest.parent.mkdir(parents=True, exist_ok=True)
         if src.with_suffix(".npz").exists():
             os.replace(src.with_suffix(".npz"), dest.with_suffix(".npz"))
         os.replace(src, dest)
-    return outgoing + incoming
 
 
 def check_writable(folder: Path, what: str,
