@@ -8,9 +8,10 @@ a few at a time and survives being stopped, so that the same command line contin
   each a shell command in its own process group with one torch/BLAS thread
   (``OMP_NUM_THREADS=1``), its output in ``DIR/<job>.log``. A job that exits 0 gets
   ``DIR/<job>.done`` (its wall time) and is skipped by every later invocation; one that fails
-  gets ``DIR/<job>.failed`` (exit status and its last ``error:`` line) and is not retried
-  unless ``--retry-failed``. ``DIR/status.txt`` lists what is done, running (with the last line of its log, every minute),
-  failed and left.
+  gets ``DIR/<job>.failed`` (exit status and its last ``error:`` line, else its log's last
+  line) and is not retried unless ``--retry-failed``. ``DIR/status.txt`` lists what is done,
+  running (with the last line of its log, every minute), failed and left. A job's ``python``
+  is the campaign's own interpreter, activated or not.
   SIGINT/SIGTERM pass SIGTERM to every job in progress (harness commands keep their last
   evaluation's checkpoint), wait for them, and exit 130/143; the same command resumes. One
   campaign at a time holds a state folder (``DIR/lock``); jobs that a campaign killed outright
@@ -120,7 +121,15 @@ def read_plan(path: Path) -> list[PlanJob]:
 
 
 def job_env() -> dict[str, str]:
+    """The environment of a job: one BLAS/OpenMP thread, and ``python`` on its PATH is the
+    interpreter that runs the campaign (a runner started as ``.venv/bin/python -m ...`` without
+    activating the venv would otherwise hand its jobs the system ``python``)."""
     env = dict(os.environ)
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir] + [d for d in env.get("PATH", "").split(os.pathsep)
+                                               if d and d != bin_dir])
+    if sys.prefix != sys.base_prefix:
+        env["VIRTUAL_ENV"] = sys.prefix
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = "1"
     return env
@@ -210,7 +219,9 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
                         (state / f"{name}.done").write_text(f"in {wall / 3600:.2f} h\n")
                         print(f"done {name} ({wall / 3600:.2f} h)", flush=True)
                     else:
-                        error = execute.last_error(state / f"{name}.log")
+                        # its `error:` line, else the log's last line (a traceback's end)
+                        error = (execute.last_error(state / f"{name}.log")
+                                 or last_line(state / f"{name}.log"))
                         line = f"exit {rc}" + (f": {error}" if error else "")
                         (state / f"{name}.failed").write_text(line + "\n")
                         print(f"failed {name}: {line}", flush=True)

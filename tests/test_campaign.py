@@ -51,6 +51,27 @@ def test_a_plan_runs_its_jobs_marks_them_and_a_rerun_skips_what_is_done(tmp_path
     assert sorted(count.read_text().split()) == ["x", "y"]
 
 
+def test_a_job_runs_the_campaigns_own_python_even_when_its_venv_is_not_activated(
+        tmp_path, monkeypatch):
+    # a runner started as .venv/bin/python -m harness.campaign without `activate`: the jobs'
+    # `python` must still be that venv's, not the first one on the caller's PATH
+    other = tmp_path / "bin"
+    other.mkdir()
+    (other / "python").write_text("#!/bin/sh\necho system-python\n")
+    (other / "python").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{other}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    plan = write_plan(tmp_path / "p.plan", [
+        "which: python -c 'import sys; print(sys.prefix)'",
+        "crash: python -c 'import not_a_module'",
+    ])
+    state = tmp_path / "state"
+    assert campaign.run_plan(plan, state, slots=1, poll_s=0.05) == 1
+    assert campaign.last_line(state / "which.log") == sys.prefix
+    # a job that dies on a traceback says why in its mark, not only "exit 1"
+    assert (state / "crash.failed").read_text().strip() == \
+        "exit 1: ModuleNotFoundError: No module named 'not_a_module'"
+
+
 def test_jobs_run_at_most_slots_at_a_time_in_plan_order(tmp_path):
     log = tmp_path / "order"
     plan = write_plan(tmp_path / "p.plan", [
