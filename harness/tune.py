@@ -574,17 +574,16 @@ def adopt_seed0(search: Search, best: Trial, args) -> str | None:
     results_dir = Path(args.results_dir)
     with execute.deferred():
         store.set_aside(results_dir, args.dataset, args.model, prep.chash)
-        copied = []
-        for p in store.PROTOCOLS:
+        adopted = []  # the ones a rerun finds there already are named too (the report is
+        for p in store.PROTOCOLS:  # written again on every rerun and keeps its line)
             src = store.record_path(best.prep.home, args.dataset, args.model, p, TUNING_SEED)
             dest = store.record_path(results_dir, args.dataset, args.model, p, TUNING_SEED)
-            if store.is_done(dest, prep.chash):
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src.with_suffix(".npz"), dest.with_suffix(".npz"))
-            shutil.copyfile(src, dest)
-            copied.append(dest.as_posix())
-    return ", ".join(copied) if copied else None
+            if not store.is_done(dest, prep.chash):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src.with_suffix(".npz"), dest.with_suffix(".npz"))
+                shutil.copyfile(src, dest)
+            adopted.append(dest.as_posix())
+    return ", ".join(adopted)
 
 
 if __name__ == "__main__":

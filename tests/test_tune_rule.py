@@ -89,11 +89,13 @@ def test_the_rule_runs_its_stages_chooses_on_validation_and_adopts_seed0(tmp_pat
         path = store.record_path(res, "ml-100k", "gru4rec", protocol, 0)
         assert store.is_done(path, prep.chash)
         assert json.loads(path.read_text())["val"]["ndcg@20"] == pytest.approx(value(5e-5, 1e-6))
-    # a rerun trains nothing more and chooses the same
+    assert "The chosen trial's records are the config's seed-0 run" in report
+    # a rerun trains nothing more, chooses the same and writes the same report
     calls.clear()
     assert tune.main(["--model", "gru4rec", "--dataset", "ml-100k", "--results-dir", str(res),
                       "--jobs", "1"]) == 0
     assert calls == []
+    assert (res / "tuning" / "ml-100k-gru4rec.md").read_text() == report
 
 
 def test_an_interior_learning_rate_stops_the_outward_search(tmp_path, configs, monkeypatch):
