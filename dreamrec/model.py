@@ -50,7 +50,8 @@ class DreamRecConfig:
     #: through the targets and the histories), "detached" (the same table, the targets
     #: stop-gradient: it learns through the histories only), "sasrec" (the item table of a
     #: frozen, validation-selected SASRec of the same dataset and seed, for histories and
-    #: targets alike; see harness.run.pretrained_items)
+    #: targets alike, scaled to DreamRec's own scale; see harness.run.pretrained_items and
+    #: load_item_embeddings)
     targets: str = "learned"
     #: targets and retrieval on the sphere of radius sqrt(hidden_size) (an N(0, I) row's norm):
     #: x_0 = sqrt(H) e / |e|, and items ranked by the cosine of oracle and item embedding
@@ -261,6 +262,9 @@ class DreamRec(SequentialRecommender):
     def target_embedding(self, e: Tensor) -> Tensor:
         """The diffusion target x_0 of item embeddings ``e`` [B, H] (see ``targets`` and
         ``normalize``)."""
+        if self.config.targets == "sasrec" and self.item_embeddings.weight.requires_grad:
+            raise RuntimeError("targets = 'sasrec' trains on a loaded, frozen item table and "
+                               "none was loaded: build the model with harness.run.build_model")
         if self.config.targets == "detached":
             e = e.detach()
         if self.config.normalize:
@@ -270,13 +274,19 @@ class DreamRec(SequentialRecommender):
     # -- a frozen item table from another model (targets = "sasrec") ------------------------
     def load_item_embeddings(self, table: Tensor) -> None:
         """Take ``table`` [n_items, H] as the real items' embeddings, frozen (the pad row is
-        never read: padded positions are zeroed in the encoder)."""
+        never read: padded positions are zeroed in the encoder), scaled by one factor to a mean
+        row norm of sqrt(H), an N(0, I) row's: the scale of DreamRec's own initial table, which
+        the schedule's unit-variance noise and the N(0, 1) positional embeddings assume. A
+        SASRec table (initialised at std 0.02) has rows of norm ~0.2 at H = 64; taken as it is,
+        its targets would sit ~40 times deeper in the noise at every step. One positive factor
+        keeps every direction, every ratio of norms and the inner-product ranking."""
         if tuple(table.shape) != (self.n_items, self.config.hidden_size):
             raise ValueError(f"item table of shape {tuple(table.shape)}, expected "
                              f"({self.n_items}, {self.config.hidden_size}): the source model's "
                              f"hidden size must be DreamRec's")
+        scale = math.sqrt(self.config.hidden_size) / table.norm(dim=-1).mean().clamp_min(1e-12)
         with torch.no_grad():
-            self.item_embeddings.weight[: self.n_items] = table
+            self.item_embeddings.weight[: self.n_items] = table * scale
         self.item_embeddings.weight.requires_grad_(False)
 
     def item_table(self) -> Tensor:

@@ -31,7 +31,10 @@ no extra dropout after each block; Adam's lr decay left out; selection on valida
 every ``eval_every`` epochs (the code: any of HR/NDCG@5/10/20, every 20 epochs, patience 5);
 lambda and the reverse noise come from the trainer's and the evaluation's generators; dropout
 masks come from 15-bit draws (:class:`kernels.ops.Dropout`: p = 0.1 is 0.1000061, 0.3 is
-0.2999878), except the attention weights' (PyTorch's own).
+0.2999878), except the attention weights' (PyTorch's own); the step sinusoid is DreamRec's
+formula (sin first, frequencies over half - 1; the code: cos first, over half; a Linear follows
+either way); LayerNorm eps 1e-5 (the code: 1e-12); PyTorch's default initialisation (the code:
+``xavier_normal_``); the code's unused layers left out.
 """
 
 from __future__ import annotations

@@ -22,10 +22,13 @@ What is the paper's and its code's (github.com/lswhim/PreferDiff at fdf45b0; ``d
   early and feeds t = 2000, a step never trained; here the trained indices 0..T-1 are used).
 
 What differs: embedding size 64 for Table 1 (the paper's 3072 is ``hidden_size = 3072``); the
-sequence encoder is DreamRec's one-head block (the code's SASRec-style block has two heads, no
-output projection and a second residual); training rows are every prefix of every sequence (the
-code: one row per user); full ranking over all items, selection on validation NDCG@20 (the code:
-recall@5).
+sequence encoder is DreamRec's one-head block (the code's SASRec-style block, ``modules.py``, has
+two heads, scales by sqrt(H) and adds two outer residuals, ``seq + attention`` whose attention
+output already holds its queries, then ``seq + feed-forward``, so the raw last-item embedding
+reaches c; neither block has an output projection); training rows are every prefix of every
+sequence (the code: one row per user); full ranking over all items, selection on validation
+NDCG@20 every 5 epochs with early stopping (the code: recall@5 every epoch, at most 150 epochs,
+``default.yaml``).
 """
 
 from __future__ import annotations

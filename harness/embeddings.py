@@ -34,7 +34,8 @@ import torch
 from tabulate import tabulate
 
 from harness import cli, store
-from harness.data import DATASETS, check_dataset_name, load_dataset, target_counts
+from harness.data import (DATASETS, check_dataset_name, history_counts, load_dataset,
+                          target_counts)
 from harness.errors import HarnessError
 from harness.models import CONFIG_DIR, get_model
 from harness.run import pick_device, record_base
@@ -180,13 +181,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     trained = target_counts(splits.train, splits.n_items) > 0
+    # a row whose table learns through the histories only (dreamrec.detached) leaves these alone
+    unread = history_counts(splits.train, splits.n_items) == 0
     results = []
     for table, meta in tables:
         norms = np.linalg.norm(table, axis=1)
         res = dict(meta, dataset=args.dataset, n_items=int(splits.n_items),
                    data_checksum=splits.checksum, git=store.git_state(), created=store.now_iso(),
                    norms={"training targets": norm_summary(norms[trained]),
-                          "never training targets": norm_summary(norms[~trained])},
+                          "never training targets": norm_summary(norms[~trained]),
+                          "never in a training history": norm_summary(norms[unread])},
                    uniformity=uniformity(torch.from_numpy(table)),
                    tsne=np.round(tsne_map(table, args.seed), 4).tolist())
         store.write_json(res_dir / "embeddings" / args.dataset / f"{meta['row']}-seed{args.seed}.json",
@@ -195,17 +199,22 @@ def main(argv: list[str] | None = None) -> int:
     plot(args.dataset, results, trained, res_dir / "figures" / f"fig3_tsne-{args.dataset}")
     body = []
     for res in results:
-        a, b = res["norms"]["training targets"], res["norms"]["never training targets"]
+        a, b, c = (res["norms"][k] for k in ("training targets", "never training targets",
+                                              "never in a training history"))
         fmt = lambda q: f"{q['median']:.3f} [{q['p10']:.3f}, {q['p90']:.3f}]" if q else "—"  # noqa: E731
-        body.append([res["row"], res["selected_epoch"], fmt(a), fmt(b), f"{res['uniformity']:.3f}"])
+        body.append([res["row"], res["selected_epoch"], fmt(a), fmt(b), fmt(c),
+                     f"{res['uniformity']:.3f}"])
     text = "\n".join([
         f"# Item embeddings on {args.dataset}, seed {args.seed}", "",
         f"Produced by `python -m harness.embeddings {' '.join(argv if argv is not None else sys.argv[1:])}`"
         f" (commit {store.git_state()['commit']}); the numbers are in `embeddings/{args.dataset}/`, "
         f"the map in `figures/fig3_tsne-{args.dataset}.png`. {int(trained.sum())} of "
-        f"{splits.n_items} items occur as a training target.", "",
+        f"{splits.n_items} items occur as a training target; {int(unread.sum())} never occur in a "
+        f"training history (a table that learns through the histories only leaves them as "
+        f"initialised).", "",
         tabulate(body, headers=["row", "selected epoch", "norm, training targets: median [p10, p90]",
-                                "norm, never training targets", "uniformity (t = 2)"],
+                                "norm, never training targets", "norm, never in a history",
+                                "uniformity (t = 2)"],
                  tablefmt="github"), "",
         "Uniformity: log mean over item pairs of exp(-2 |x_i - x_j|^2) of the L2-normalised "
         "embeddings (Wang and Isola, 2020): near 0 when every item points the same way, lower "

@@ -38,6 +38,7 @@ from harness import cli, store
 from harness.data import DATASETS, SequenceSplits, check_dataset_name, load_dataset
 from harness.errors import HarnessError
 from harness.evaluate import evaluate
+from harness.run import build_model
 from harness.models import get_model
 from harness.run import parse_overrides, pick_device, record_base
 from harness.stats import format_mean_std
@@ -73,8 +74,7 @@ def selected_model(spec, splits: SequenceSplits, model_cfg, train_cfg, seed: int
     Read from the model folder when a run saved it; trained (and saved) otherwise.
     """
     path = store.state_path(store.default_model_dir(), dataset, spec.name, chash, seed)
-    torch.manual_seed(seed)
-    model = spec.build(splits.n_items, model_cfg)
+    model = build_model(spec, splits, model_cfg, seed, device, dataset)  # + its item table
     saved = store.load_state(path)
     if saved is not None and saved.get("config_hash") == chash:
         model.load_state_dict(saved["state_dict"])

@@ -16,7 +16,8 @@ import pytest
 
 from tests.helpers import to_authors_pickle
 
-from harness.data import SEQ_LEN, Split, build_splits, load_dataset, pickles, prefix_sequences
+from harness.data import (SEQ_LEN, Split, build_splits, history_counts, load_dataset, pickles,
+                          prefix_sequences, target_counts)
 from harness.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -473,3 +474,14 @@ def test_a_frame_with_pyarrow_strings_is_refused_with_how_to_resave_it(tmp_path:
     with pytest.raises(DataError, match=r"holds pandas strings stored by pyarrow .*"
                        r"df.columns = df.columns.astype\(object\)"):
         pickles.read_frame(path)
+
+
+def test_history_and_target_counts_count_real_items_only():
+    pad = 5
+    history = np.full((3, SEQ_LEN), pad)
+    history[0, 0] = pad  # the authors' empty-history row: length 1, the pad in position 0
+    history[1, :2] = [0, 2]
+    history[2, :3] = [2, 2, 4]
+    split = Split(history, np.array([1, 2, 3]), np.array([0, 1, 1]))
+    assert history_counts(split, pad).tolist() == [1, 0, 3, 0, 1]
+    assert target_counts(split, pad).tolist() == [1, 2, 0, 0, 0]

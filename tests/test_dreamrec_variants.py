@@ -65,21 +65,43 @@ def test_normalized_targets_lie_on_the_sqrt_h_sphere_and_retrieval_is_cosine():
         assert torch.allclose(plain.item_scores(oracle)[:, 7], 50 * s0, rtol=1e-5)
 
 
+def scaled(table):
+    """``table`` as load_item_embeddings keeps it: one factor to a mean row norm of sqrt(H)."""
+    return table * (math.sqrt(H) / table.norm(dim=-1).mean())
+
+
 def test_a_loaded_item_table_is_frozen_and_left_out_of_the_optimizer():
     m = model(targets="sasrec")
     assert m.config.items_from == "sasrec" and DreamRecConfig().items_from is None
+    with pytest.raises(RuntimeError, match="none was loaded"):  # never the paper's model
+        m.train().calculate_loss(batch_with_unseen_targets())
     table = torch.randn(N, H)
     m.load_item_embeddings(table)
-    assert torch.equal(m.item_embeddings.weight[:N], table)
+    assert torch.equal(m.item_embeddings.weight[:N], scaled(table))
     assert all(p is not m.item_embeddings.weight for g in m.param_groups(1e-2, 0.0)
                for p in g["params"])
     res = train(m, chain_splits(n_items=N, n_train=600, n_eval=100), TrainConfig(
         lr=1e-2, max_epochs=2, eval_every=1, patience=5), seed=0, device=torch.device("cpu"),
         progress=False)
     assert res.history[-1]["loss"] < res.history[0]["loss"]  # the rest trains
-    assert torch.equal(m.item_embeddings.weight[:N], table)
+    assert torch.equal(m.item_embeddings.weight[:N], scaled(table))
     with pytest.raises(ValueError, match="hidden size must be DreamRec's"):
         m.load_item_embeddings(torch.randn(N, H + 1))
+
+
+def test_a_sasrec_scale_table_is_brought_to_the_scale_the_noise_assumes_keeping_its_ranking():
+    # SASRec initialises at std 0.02: rows of norm ~0.1 at H = 16, against noise of norm ~4
+    table = 0.02 * torch.randn(N, H) * torch.linspace(0.5, 1.5, N)[:, None]
+    m = model(targets="sasrec")
+    m.load_item_embeddings(table)
+    loaded = m.item_table()
+    norms = loaded.norm(dim=-1)
+    assert norms.mean() == pytest.approx(math.sqrt(H), rel=1e-5)
+    assert torch.allclose(norms / norms[0], table.norm(dim=-1) / table[0].norm(), rtol=1e-5)
+    oracle = torch.randn(3, H)
+    with torch.no_grad():
+        assert torch.equal(m.item_scores(oracle).argsort(dim=-1),
+                           (oracle @ table.T).argsort(dim=-1))
 
 
 def test_the_new_settings_keep_old_hashes_and_reject_unknown_targets():
@@ -120,7 +142,14 @@ def test_the_sasrec_table_is_trained_once_kept_and_then_loaded(configs, capsys):
     assert "training" not in capsys.readouterr().err and torch.equal(first, again)
     assert first.shape == (N, H)
     m = harness_run.build_model(harness_run.get_model("dreamrec"), splits, cfg, 0, dev, "ml-100k")
-    assert torch.equal(m.item_embeddings.weight[:N], first)
+    assert torch.equal(m.item_embeddings.weight[:N], scaled(first))
+    # the sampler comparison builds its states the same way (it trained the paper's model)
+    from harness import sampling
+    spec = harness_run.get_model("dreamrec")
+    s, epoch, source = sampling.selected_model(
+        spec, splits, dataclasses.replace(cfg, timesteps=20), TrainConfig(max_epochs=1), 0, dev,
+        "test-hash", "ml-100k")
+    assert source == "trained here" and torch.allclose(s.item_table(), scaled(first))
     assert harness_run.pretrained_items(DreamRecConfig(), "ml-100k", splits, 0, dev) is None
 
 

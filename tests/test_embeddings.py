@@ -76,8 +76,10 @@ def test_the_map_and_the_numbers_of_each_row(tiny, monkeypatch):
         assert -10 < rec["uniformity"] <= 0
         assert rec["norms"]["training targets"]["n"] + rec["norms"].get(
             "never training targets", {}).get("n", 0) == rec["n_items"]
+        assert "never in a training history" in rec["norms"]
     dream = json.loads((res / "embeddings" / "ml-100k" / "dreamrec-seed0.json").read_text())
     assert dream["norms"]["training targets"]["median"] == pytest.approx(4.0, rel=0.5)  # N(0, I), H=16
     assert (res / "figures" / "fig3_tsne-ml-100k.png").exists()
-    assert "| sasrec.positives" in (res / "embeddings-ml-100k.md").read_text()
+    md = (res / "embeddings-ml-100k.md").read_text()
+    assert "| sasrec.positives" in md and "norm, never in a history" in md
     assert (res / "records" / "ml-100k" / "dreamrec" / "validation" / "seed0.json").exists()

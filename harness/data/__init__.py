@@ -15,7 +15,8 @@ from harness.data.registry import (
     load_dataset,
     source_files,
 )
-from harness.data.splits import SEQ_LEN, SequenceSplits, Split, content_checksum, prefix_sequences, target_counts
+from harness.data.splits import (SEQ_LEN, SequenceSplits, Split, content_checksum, history_counts,
+                                  prefix_sequences, target_counts)
 
 __all__ = [
     "AUTHORS_DATASETS",
@@ -29,6 +30,7 @@ __all__ = [
     "content_checksum",
     "default_cache_dir",
     "default_data_dir",
+    "history_counts",
     "load_dataset",
     "prefix_sequences",
     "source_files",

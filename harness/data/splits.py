@@ -79,6 +79,13 @@ def target_counts(split: Split, n_items: int) -> np.ndarray:
     return np.bincount(split.target, minlength=n_items)[:n_items]
 
 
+def history_counts(split: Split, n_items: int) -> np.ndarray:
+    """[n_items] int64: how many times each item occurs in ``split``'s histories (pads left
+    out)."""
+    h = split.history[split.history < n_items]
+    return np.bincount(h, minlength=n_items)[:n_items]
+
+
 @dataclass(frozen=True)
 class SequenceSplits:
     """train/val/test of one dataset; items are 0..n_items-1 and ``pad_id == n_items``."""
