@@ -38,6 +38,7 @@ import math
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -232,24 +233,37 @@ def _hms(seconds: float) -> str:
 
 
 def eta_text(pending: list[Job], running: dict[str, tuple[Job, float]], slots: int,
-             now: float) -> str:
+             now: float, finished: list[Outcome] | None = None) -> str:
     """An estimate of the time left: the expected seconds of the jobs not started and what is
-    left of those running, shared by ``slots``; "≥" when some were never timed."""
-    left = sum(j.expected_s for j in pending if j.expected_s is not None)
-    left += sum(max(0.0, j.expected_s - (now - t0)) for j, t0 in running.values()
-                if j.expected_s is not None)
+    left of those running, shared by ``slots``. A job never timed counts as the median wall
+    time of the runs ``finished`` in this invocation (exit 0), when there are any; else it is
+    left out and the text says "≥"."""
+    walls = [o.wall_s for o in finished or [] if o.exit == 0]
+    typical = statistics.median(walls) if walls else None
+
+    def expected(j: Job) -> float | None:
+        return j.expected_s if j.expected_s is not None else typical
+
+    left = sum(expected(j) for j in pending if expected(j) is not None)
+    left += sum(max(0.0, expected(j) - (now - t0)) for j, t0 in running.values()
+                if expected(j) is not None)
     untimed = sum(1 for j in pending if j.expected_s is None) + sum(
         1 for j, _ in running.values() if j.expected_s is None)
     text = f"~{_hms(left / max(1, slots))} left"
-    return (f"≥{text[1:]} ({untimed} never timed)") if untimed else text
+    if not untimed:
+        return text
+    if typical is not None:
+        return f"{text} ({untimed} never timed, counted at the median of {len(walls)} finished)"
+    return f"≥{text[1:]} ({untimed} never timed)"
 
 
-def _postfix(pending: list[Job], running: dict[str, tuple[Job, float]], slots: int) -> str:
+def _postfix(pending: list[Job], running: dict[str, tuple[Job, float]], slots: int,
+             finished: list[Outcome] | None = None) -> str:
     parts = []
     for job, _ in running.values():
         epoch = last_epoch(job.log)
         parts.append(job.name + (f" epoch {epoch}" if epoch is not None else " starting"))
-    return (eta_text(pending, running, slots, time.perf_counter())
+    return (eta_text(pending, running, slots, time.perf_counter(), finished)
             + (" | " + ", ".join(parts) if parts else ""))
 
 
@@ -280,8 +294,8 @@ def _run_here(jobs: list[Job], desc: str) -> Progress:
         while not stop.wait(2.0):
             if current:
                 bar.set_postfix_str(_postfix(jobs[len(out.done) + 1:], {current[0][0].name:
-                                                                        current[0]}, 1),
-                                    refresh=True)
+                                                                        current[0]}, 1,
+                                             out.done), refresh=True)
 
     ticker = threading.Thread(target=refresh, daemon=True)
     ticker.start()
@@ -437,7 +451,8 @@ def _run_on_ray(jobs: list[Job], slots: int, desc: str, cluster: Cluster) -> Pro
             if now - shown >= 2.0:
                 shown = now
                 bar.set_postfix_str(_postfix(pending, {j.name: (j, t) for j, t in
-                                                       running.values()}, slots), refresh=True)
+                                                       running.values()}, slots, out.done),
+                                    refresh=True)
     finally:
         bar.close()
         for s, h in old.items():

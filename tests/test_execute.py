@@ -30,6 +30,12 @@ def test_the_estimate_shares_what_is_left_among_the_slots():
     # 600 s pending, 1200 - 200 = 1000 s left of the running one: 1600 s over 2 slots
     assert execute.eta_text([a], {"b": (b, 100.0)}, 2, now=300.0) == "~0:13:20 left"
     assert execute.eta_text([a, c], {}, 1, now=0.0) == "≥0:10:00 left (1 never timed)"
+    # once runs of this invocation have finished, a run never timed counts as their median
+    done = [execute.Outcome(a, 0, 300.0), execute.Outcome(b, 0, 500.0),
+            execute.Outcome(b, 0, 400.0), execute.Outcome(b, 1, 5.0)]  # a failure: not counted
+    assert execute.eta_text([a, c], {"d": (execute.Job("d", [], None), 0.0)}, 1, now=100.0,
+                            finished=done) == \
+        "~0:21:40 left (2 never timed, counted at the median of 3 finished)"
 
 
 def test_the_last_evaluated_epoch_is_read_from_a_runs_log(tmp_path):
