@@ -124,16 +124,18 @@ def parse_grid(items: list[str], model: str = "") -> dict[str, list[str]]:
 
 def _model_part_of_header(text: str) -> str:
     """The comment lines of a config file before its ``[train]:`` line (what they say of the
-    model settings, which tuning keeps), or a plain statement when there is no such line."""
+    model settings, which tuning keeps); all of them when there is no such line (its sources
+    are not dropped), or a plain statement when it has none."""
     lines = []
     for line in text.splitlines():
         if not line.startswith("#"):
             break
         body = line[1:].strip()
         if body.startswith("[train]:"):
-            return "".join(x + "\n" for x in lines)
+            break
         lines.append(body)
-    return "[model]: the settings the file held when tuning ran.\n"
+    return ("".join(x + "\n" for x in lines) if lines
+            else "[model]: the settings the file held when tuning ran.\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

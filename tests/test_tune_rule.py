@@ -181,3 +181,24 @@ def test_a_resumed_trial_counts_every_stretch_of_its_run_time():
     assert trial_minutes([resumed]) == pytest.approx(706 / 60)
     assert trial_minutes([whole]) == pytest.approx(2.0)
     assert trial_minutes([{"wall": {}}]) == 0.0
+
+
+def test_tuning_rewrites_the_train_line_of_a_config_header_and_keeps_its_sources(
+        tmp_path, configs, monkeypatch):
+    calls = []
+    fake_runs(monkeypatch, lambda lr, wd: 0.1 - abs(math.log10(lr) + 3) / 100
+              - abs(math.log10(wd) + 6) / 1000, calls)
+    path = configs / "ml-100k" / "gru4rec.toml"
+    body = path.read_text().split("\n[model]", 1)[1]
+    argv = ["--model", "gru4rec", "--dataset", "ml-100k", "--results-dir",
+            str(tmp_path / "res"), "--jobs", "1"]
+    path.write_text("# GRU4Rec: the paper's facts.\n# [train]: not yet tuned.\n\n[model]" + body)
+    assert tune.main(argv) == 0
+    text = path.read_text()
+    assert text.startswith("# GRU4Rec: the paper's facts.\n# [train]: lr 1e-3, weight_decay 1e-6 "
+                           "chosen on validation NDCG@20 by\n")
+    assert "not yet tuned" not in text
+    # a header without a [train]: line keeps every line it had (its sources are not dropped)
+    path.write_text("# Source A.\n# Source B.\n\n[model]" + body)
+    assert tune.main(argv) == 0
+    assert path.read_text().startswith("# Source A.\n# Source B.\n# [train]: lr 1e-3")
