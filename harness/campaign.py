@@ -70,6 +70,11 @@ import numpy as np
 from harness import cli, execute, store
 from harness.errors import HarnessError
 
+#: what ``collect`` brings besides records, tuning and configs: the reports of harness.diagnose,
+#: harness.embeddings and the plan's checks, under results/
+REPORTS = ("diagnostics/*.md", "checks/**/*.md", "embeddings/*/*.json", "embeddings-*.md",
+           "figures/fig3_tsne-*.png", "figures/fig3_tsne-*.pdf")
+
 #: how often status.txt is rewritten while jobs run (each job's last log line, minutes)
 STATUS_EVERY_S = 60.0
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -401,6 +406,11 @@ def collect(src: Path, dest: Path) -> list[Path]:
     for path in sorted((rsrc / "tuning").glob("*.md")):
         if _copy(path, rdest / "tuning" / path.name):
             written.append(rdest / "tuning" / path.name)
+    # the reports the plan's diagnostics write (each is rewritten whole by its command)
+    for pattern in REPORTS:
+        for path in sorted(rsrc.glob(pattern)):
+            if path.is_file() and _copy(path, rdest / path.relative_to(rsrc)):
+                written.append(rdest / path.relative_to(rsrc))
     for path in sorted((src / "harness" / "configs").rglob("*.toml")):
         target = dest / path.relative_to(src)
         if target.exists() and _copy(path, target):

@@ -7,7 +7,11 @@ Reads a validation-selected state kept by ``harness.run --save-model`` (or by
   every row gets the same list);
 - HR@20 on the rows whose target never occurs as a training target, and on the others;
 - for a model with item embeddings (DreamRec), their norms for items that are and are not
-  training targets: an embedding that no loss ever reaches keeps its initial norm.
+  training targets: an embedding that no loss ever reaches keeps its initial norm;
+- with ``--against KEY=VALUE``, the same state scored with those settings changed (ones that
+  leave its parameters as they are: ``modulate=false`` for AdaRanker, ``w=0`` for DreamRec):
+  HR@20 both ways and how far the two top-20 lists agree. A module that changes nothing it
+  ranks shows an overlap near 1.
 
 Example::
 
@@ -46,18 +50,33 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"one of: {', '.join(DATASETS)} (default: zhihu)")
     ap.add_argument("--seed", type=int, default=0, help="the seed whose saved state to read (default: 0)")
     ap.add_argument("--device", default="cpu", help=cli.device("cpu"))
+    ap.add_argument("--threads", type=int, default=0, help=cli.THREADS)
     ap.add_argument("--data-dir", default=None, help=cli.DATA_DIR)
     ap.add_argument("--config", default=None, metavar="FILE",
                     help="the settings file the run used, if not the model's own (e.g. "
                     "harness/configs/zhihu/dreamrec.sphere.toml)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=cli.SET)
+    ap.add_argument("--against", action="append", default=[], metavar="KEY=VALUE",
+                    help="also score the same state with this model setting changed (one that "
+                    "leaves its parameters as they are, e.g. modulate=false for adaranker), and "
+                    "compare the two top-20 lists")
     ap.add_argument("--out", default=None, help="also write the report to this file")
     args = ap.parse_args(argv)
     store.git_state()
     try:
         spec = get_model(args.model)
         check_dataset_name(args.dataset)
-        model_cfg, train_cfg = spec.configs(args.dataset, parse_overrides(args.set), args.config)
+        overrides = parse_overrides(args.set)
+        model_cfg, train_cfg = spec.configs(args.dataset, overrides, args.config)
+        against = parse_overrides(args.against)
+        alt_cfg = None
+        if against:
+            alt_cfg, alt_train = spec.configs(args.dataset, {**overrides, **against}, args.config)
+            if alt_train != train_cfg:
+                raise HarnessError(f"--against takes model settings of {spec.name}; "
+                                   f"{', '.join(against)} include training settings")
+        if args.threads < 0:
+            raise HarnessError(f"--threads must be >= 1 (0: all cores), got {args.threads}")
         device = pick_device(args.device)
         splits = load_dataset(args.dataset, args.data_dir)
         _, chash = record_base(spec, args.dataset, splits, model_cfg, train_cfg)
@@ -72,26 +91,50 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
     model = spec.build(splits.n_items, model_cfg)
     model.load_state_dict(saved["state_dict"])
     model.to(device).eval()
+    alt = None
+    if alt_cfg is not None:
+        alt = spec.build(splits.n_items, alt_cfg)
+        try:
+            alt.load_state_dict(saved["state_dict"])
+        except RuntimeError:
+            print(f"error: --against {' '.join(args.against)} changes {spec.name}'s parameters; "
+                  f"give settings that only change how the state scores", file=sys.stderr)
+            return 2
+        alt.to(device).eval()
     epoch = int(saved["selected_epoch"])
     n = splits.n_items
     never = target_counts(splits.train, n) == 0
-    rows = []
+    rows, alt_rows = [], []
     for split in ("val", "test"):
         sp = splits.split(split)
         gen = eval_generator(device, args.seed, epoch, split)
-        ranks, counts = [], np.zeros(n, dtype=np.int64)
+        alt_gen = eval_generator(device, args.seed, epoch, split)  # the same draws, as far as
+        ranks, counts = [], np.zeros(n, dtype=np.int64)  # the other setting uses them
+        alt_ranks, overlap = [], []
         with torch.no_grad():
             for start in range(0, len(sp), train_cfg.eval_batch_size):
                 sl = slice(start, start + train_cfg.eval_batch_size)
                 h, ln, t = (torch.from_numpy(a[sl]).to(device) for a in (sp.history, sp.length, sp.target))
                 scores = model.full_sort_predict(h, ln, gen)
                 ranks.append(target_ranks(scores, t).cpu().numpy())
-                counts += np.bincount(scores.topk(K, dim=1).indices.flatten().cpu().numpy(), minlength=n)
+                top = scores.topk(K, dim=1).indices
+                counts += np.bincount(top.flatten().cpu().numpy(), minlength=n)
+                if alt is not None:
+                    alt_scores = alt.full_sort_predict(h, ln, alt_gen)
+                    alt_ranks.append(target_ranks(alt_scores, t).cpu().numpy())
+                    alt_top = alt_scores.topk(K, dim=1).indices
+                    same = (top.unsqueeze(2) == alt_top.unsqueeze(1)).any(2).sum(1)
+                    overlap.append(same.cpu().numpy())
         r = np.concatenate(ranks)
+        if alt is not None:
+            o = np.concatenate(overlap) / K
+            alt_rows.append([split, f"{100 * (r < K).mean():.2f}",
+                             f"{100 * (np.concatenate(alt_ranks) < K).mean():.2f}",
+                             f"{o.mean():.4f}", f"{100 * (o == 1).mean():.1f}"])
         hit = r < K
         unseen = never[sp.target]
         top = np.sort(counts)[::-1][:K].sum() / counts.sum()
@@ -111,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
                                 "rows whose target is never a train target",
                                 "HR@20 % on those rows", "HR@20 % on the other rows"],
                  tablefmt="github"), ""]
+    if alt is not None:
+        lines += [f"Against `{' '.join('--against ' + a for a in args.against)}` (the same "
+                  f"state, scored with that setting changed):", "",
+                  tabulate(alt_rows, headers=["split", "HR@20 % as trained", "HR@20 % against",
+                                              "mean top-20 overlap", "rows with the same top-20 %"],
+                           tablefmt="github"), ""]
     try:
         table = model.item_table()
     except NotImplementedError:  # a model without one table of item embeddings

@@ -80,7 +80,7 @@ def norm_summary(norms: np.ndarray) -> dict[str, float]:
 
 
 def item_table(row: str, dataset: str, splits, seed: int, device, train: bool,
-               results_dir: Path) -> tuple[np.ndarray, dict]:
+               results_dir: Path, threads: int = 0) -> tuple[np.ndarray, dict]:
     """The real items' embeddings [n_items, H] of a row's kept state, and its provenance
     (``train``: a missing state is trained first by ``harness.run``, its records written under
     ``results_dir``)."""
@@ -97,6 +97,8 @@ def item_table(row: str, dataset: str, splits, seed: int, device, train: bool,
                 str(results_dir), "--device", str(device)]
         if config:
             argv += ["--config", config]
+        if threads:
+            argv += ["--threads", str(threads)]
         if run.main(argv) != 0:
             raise HarnessError(f"training {row} seed {seed} on {dataset} failed")
         saved = store.load_state(path)
@@ -155,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", action="store_true",
                     help="train a row whose state is not kept (as harness.run --save-model)")
     ap.add_argument("--device", default="cpu", help=cli.device("cpu"))
+    ap.add_argument("--threads", type=int, default=0, help=cli.THREADS)
     ap.add_argument("--data-dir", default=None, help=cli.DATA_DIR)
     ap.add_argument("--results-dir", default="results",
                     help="where the outputs go, and the records of what --train runs (default: "
@@ -170,16 +173,18 @@ def main(argv: list[str] | None = None) -> int:
             row_config(r, args.dataset)
         if args.seed < 0:
             raise HarnessError(f"--seed must be >= 0, got {args.seed}")
+        if args.threads < 0:
+            raise HarnessError(f"--threads must be >= 1 (0: all cores), got {args.threads}")
         device = pick_device(args.device)
         splits = load_dataset(args.dataset, args.data_dir)
         res_dir = Path(args.results_dir)
         store.check_writable(res_dir, "--results-dir")
-        tables = [item_table(r, args.dataset, splits, args.seed, device, args.train, res_dir)
-                  for r in rows]
+        tables = [item_table(r, args.dataset, splits, args.seed, device, args.train, res_dir,
+                             args.threads) for r in rows]
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
     trained = target_counts(splits.train, splits.n_items) > 0
     # a row whose table learns through the histories only (dreamrec.detached) leaves these alone
     unread = history_counts(splits.train, splits.n_items) == 0

@@ -166,6 +166,14 @@ def test_collect_sets_the_old_config_aside_and_brings_finished_work_only(tmp_pat
     (src / "harness" / "configs" / "zhihu" / "sasrec.toml").write_text("lr = 1e-3\n")
     (dest / "harness" / "configs" / "zhihu" / "sasrec.toml").write_text("lr = 1e-2\n")
     (src / "harness" / "configs" / "zhihu" / "new.toml").write_text("x = 1\n")  # not in main
+    reports = [src / "results" / r for r in ("diagnostics/zhihu-dreamrec-seed0.md",
+                                             "checks/adaranker-state/ml-100k-adaranker-seed0.md",
+                                             "embeddings/zhihu/dreamrec-seed0.json",
+                                             "embeddings-zhihu.md", "figures/fig3_tsne-zhihu.png")]
+    for r in reports:
+        r.parent.mkdir(parents=True, exist_ok=True)
+        r.write_text(r.name)
+    (src / "results" / "figures" / "val-curves.png").write_text("rendered in the checkout")
 
     for root, chash in ((src, new_hash), (dest, old_hash)):  # a guidance sweep of each config
         sweep = root / "results" / "guidance" / "zhihu" / "seed0.json"
@@ -189,6 +197,9 @@ def test_collect_sets_the_old_config_aside_and_brings_finished_work_only(tmp_pat
     assert (dest / "harness" / "configs" / "zhihu" / "sasrec.toml").read_text() == "lr = 1e-3\n"
     assert not (dest / "harness" / "configs" / "zhihu" / "new.toml").exists()
     assert dest / "harness" / "configs" / "zhihu" / "sasrec.toml" in written
+    for r in reports:
+        assert (dest / r.relative_to(src)).read_text() == r.name
+    assert not (dest / "results" / "figures" / "val-curves.png").exists()
     # a second collect has nothing new to write
     assert campaign.collect(src, dest) == []
 

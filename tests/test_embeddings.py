@@ -56,6 +56,8 @@ def test_missing_states_are_named_with_the_command_and_nothing_is_written(tiny, 
     assert not res.exists() or not any(res.rglob("*.json"))
     assert embeddings.main(["--dataset", "ml-100k", "--rows", "sasrec.nothing"]) == 2
     assert "needs" in capsys.readouterr().err
+    assert embeddings.main(["--dataset", "ml-100k", "--threads", "-1"]) == 2
+    assert "--threads must be >= 1" in capsys.readouterr().err
 
 
 def test_tsne_maps_every_item_to_two_coordinates_reproducibly():
@@ -68,8 +70,11 @@ def test_the_map_and_the_numbers_of_each_row(tiny, monkeypatch):
     # scikit-learn's t-SNE over ml-100k's 1,682 items takes most of a minute: a stand-in map here
     monkeypatch.setattr(embeddings, "tsne_map", lambda table, seed: table[:, :2])
     res = tiny / "res"
+    threads = []
+    monkeypatch.setattr(embeddings.torch, "set_num_threads", threads.append)
     assert embeddings.main(["--dataset", "ml-100k", "--rows", "sasrec.positives,dreamrec",
-                            "--train", "--results-dir", str(res)]) == 0
+                            "--train", "--results-dir", str(res), "--threads", "1"]) == 0
+    assert threads and set(threads) == {1}  # the training it asked for too
     for row in ("sasrec.positives", "dreamrec"):
         rec = json.loads((res / "embeddings" / "ml-100k" / f"{row}-seed0.json").read_text())
         assert len(rec["tsne"]) == rec["n_items"] and len(rec["tsne"][0]) == 2

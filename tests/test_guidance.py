@@ -70,7 +70,30 @@ def test_diagnose_reports_concentration_and_names_a_missing_state(tmp_path, caps
     assert run_main(["--dataset", "ml-100k", "--results-dir", str(tmp_path / "res"), "--seeds", "1",
                      "--save-model", "--no-progress", "--threads", "1", *sets]) == 0
     out = tmp_path / "d.md"
-    assert diagnose.main(["--dataset", "ml-100k", *sets, "--out", str(out)]) == 0
+    assert diagnose.main(["--dataset", "ml-100k", *sets, "--threads", "-1"]) == 2
+    assert "--threads must be >= 1" in capsys.readouterr().err
+    threads = []
+    monkeypatch.setattr(diagnose.torch, "set_num_threads", threads.append)
+    assert diagnose.main(["--dataset", "ml-100k", *sets, "--out", str(out), "--threads", "1"]) == 0
+    assert threads and set(threads) == {1}  # one thread beside a campaign's other job, when asked
+    monkeypatch.undo()
+    monkeypatch.setenv("HARNESS_MODEL_DIR", str(tmp_path / "models"))
+    # the same state against itself: the same draws, the same lists; against w = 0: scored anew
+    w = json.loads(store.record_path(tmp_path / "res", "ml-100k", "dreamrec", "validation",
+                                     0).read_text())["config"]["model"]["w"]
+    assert diagnose.main(["--dataset", "ml-100k", *sets, "--out", str(out), "--threads", "1",
+                          "--against", f"w={w}"]) == 0
+    rows = [line for line in out.read_text().split("Against")[1].splitlines()
+            if line.startswith(("| val", "| test"))]
+    for line in rows:
+        split, hr, hr_against, overlap, same = [c.strip() for c in line.strip("|").split("|")]
+        assert hr == hr_against and float(overlap) == 1.0 and float(same) == 100.0
+    assert diagnose.main(["--dataset", "ml-100k", *sets, "--against", "w=0"]) == 0
+    assert "mean top-20 overlap" in capsys.readouterr().out
+    assert diagnose.main(["--dataset", "ml-100k", *sets, "--against", "lr=1"]) == 2
+    assert "include training settings" in capsys.readouterr().err
+    assert diagnose.main(["--dataset", "ml-100k", *sets, "--against", "hidden_size=8"]) == 2
+    assert "changes dreamrec's parameters" in capsys.readouterr().err
     text = out.read_text()
     run = json.loads(store.record_path(tmp_path / "res", "ml-100k", "dreamrec", "validation", 0).read_text())
     test_row = next(line for line in text.splitlines() if line.startswith("| test"))
