@@ -318,15 +318,17 @@ def command(args: argparse.Namespace) -> int:
         print("nothing to run: every run of the table is recorded", file=sys.stderr)
     tables = [table1.build(args.results_dir, p, shown, models, missing_data, args.quick, homes,
                            extras) for p in protocols]
-    references, cold_rows, sequences = {}, {}, {}
+    references, cold_rows, sequences, groups = {}, {}, {}, {}
     for d in shown:
         if d in loaded:
             s = loaded[d]
             references[d] = most_popular(s.train, s.test, s.n_items).metrics
-            cold_rows[d] = target_counts(s.train, s.n_items)[s.test.target] == 0
+            counts = target_counts(s.train, s.n_items)[s.test.target]
+            cold_rows[d] = counts == 0
             sequences[d] = s.test.sequence
+            groups[d] = table1.popularity_groups(counts)
             table1.save_references(args.results_dir, d, s.checksum, references[d], cold_rows[d],
-                                   sequences[d])
+                                   sequences[d], groups[d])
         else:
             checksum = next((c.data_checksum for t in tables for (dd, _), c in t.cells.items()
                              if dd == d and c.data_checksum), None)
@@ -335,8 +337,11 @@ def command(args: argparse.Namespace) -> int:
                 references[d], cold_rows[d], seq = kept
                 if seq is not None:
                     sequences[d] = seq
+            kept_groups = table1.load_groups(args.results_dir, d, checksum)
+            if kept_groups is not None:
+                groups[d] = kept_groups
     for t in tables:
-        t.set_data(references, cold_rows, sequences)
+        t.set_data(references, cold_rows, sequences, groups)
     for path, why in tables[0].rejected:
         print(f"warning: {path} left out of the table: {why}", file=sys.stderr)
     if not any(c.n for t in tables for c in t.cells.values()):

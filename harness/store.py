@@ -163,6 +163,17 @@ def remove_checkpoint(path: Path) -> None:
             break
 
 
+def _file_mode(path: Path) -> int:
+    """The permissions a rewritten ``path`` keeps, or those ``open`` gives a new file (0666
+    less the umask)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def atomic_write(path: Path, write) -> None:
     """Write ``path`` through ``write(fh)`` into a temp file renamed over it: a reader sees the
     old file or the new one, never half of one. SIGINT/SIGTERM wait until the file is written
@@ -172,6 +183,7 @@ def atomic_write(path: Path, write) -> None:
     with deferred():
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            os.fchmod(fd, _file_mode(path))  # mkstemp's 0600 would make every output private
             with os.fdopen(fd, "wb") as fh:
                 write(fh)
                 fh.flush()

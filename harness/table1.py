@@ -291,6 +291,9 @@ class Table:
     cold_rows: dict[str, np.ndarray] = field(default_factory=dict)
     #: dataset -> [n_test_rows] int64, each test row's sequence (the unit of the † test)
     sequences: dict[str, np.ndarray] = field(default_factory=dict)
+    #: dataset -> (each test row's popularity group, the groups' labels): 0 never a training
+    #: target, 1..5 the fifths of the other rows by their target's count (:func:`popularity_groups`)
+    target_groups: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
     #: record files left out, with the reason (unreadable, hand-edited, ...)
     rejected: list[tuple[Path, str]] = field(default_factory=list)
     #: rows shown under ``models``, not ranked with them: preset rows (:data:`PRESET_ROWS`),
@@ -325,10 +328,12 @@ class Table:
             c.n or c.failed for (d, _), c in self.cells.items() if d == dataset)
 
     def set_data(self, references: dict[str, dict[str, float]], cold_rows: dict[str, np.ndarray],
-                 sequences: dict[str, np.ndarray]) -> None:
+                 sequences: dict[str, np.ndarray],
+                 target_groups: dict[str, tuple[np.ndarray, list[str]]] | None = None) -> None:
         """Attach what comes from the datasets' files (or their kept references) rather than the
         records, and redo the comparisons with the test rows' sequences."""
         self.references, self.cold_rows, self.sequences = references, cold_rows, sequences
+        self.target_groups = dict(target_groups or {})
         self.comparisons = compare(self.cells, self.datasets, self.models, sequences)
         self.beyond_comparisons = compare_beyond(self.cells, self.datasets, self.models,
                                                  self.beyond, sequences)
@@ -885,6 +890,64 @@ def cold_rows_text(t: Table, dataset: str, models: list[str]) -> str:
     return text + (f"; HR@20 on those rows / on the others: {', '.join(parts)}." if parts else ".")
 
 
+def popularity_groups(counts: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Each test row's group by its target's count as a training target (``counts``
+    [n_test_rows]): 0 for a target that never is one, then 1..5 for the fifths of the other rows
+    (quantile edges of their counts; a count on an edge goes to the lower group, so ties never
+    split), and each group's label (its counts, "" for an empty group)."""
+    c = np.asarray(counts, dtype=np.int64)
+    groups = np.zeros(c.shape, dtype=np.int8)
+    trained = c > 0
+    if trained.any():
+        edges = np.quantile(c[trained], [0.2, 0.4, 0.6, 0.8])
+        groups[trained] = 1 + np.searchsorted(edges, c[trained], side="left")
+    labels = ["never a training target"]
+    for g in range(1, 6):
+        inside = c[groups == g]
+        labels.append("" if not inside.size else f"{inside.min()}" if inside.min() == inside.max()
+                      else f"{inside.min()}–{inside.max()}")
+    return groups, labels
+
+
+def popularity_table(t: Table, dataset: str) -> str:
+    """HR@20 % of the best classifier and of each generative row (DreamRec and the block beyond
+    the paper) on the test rows grouped by how often their target is a training target
+    (:func:`popularity_groups`); † marks a generative row whose sequence-level sign-flip test
+    against the best classifier on the group's rows is significant (Holm over every
+    generative row x group of the dataset, alpha 0.05). "" without the groups, the sequences
+    or a generative row."""
+    kept, seq = t.target_groups.get(dataset), t.sequences.get(dataset)
+    best = best_baseline(t.cells, dataset, "hr@20", t.models)
+    if kept is None or seq is None or best is None:
+        return ""
+    groups, labels = kept
+    base = t.cells[(dataset, best)].row_means.get("hr@20")
+    gen = [r for r in [OURS] + t.beyond if (dataset, r) in t.cells and t.cells[(dataset, r)].n
+           and (rm := t.cells[(dataset, r)].row_means.get("hr@20")) is not None
+           and rm.shape == groups.shape]
+    if base is None or base.shape != groups.shape or seq.shape != groups.shape or not gen:
+        return ""
+    present = [g for g in range(6) if np.any(groups == g)]
+    tests = {(r, g): sequence_sign_flip_p(t.cells[(dataset, r)].row_means["hr@20"][groups == g],
+                                          base[groups == g], seq[groups == g],
+                                          np.random.default_rng(PERM_SEED))
+             for r in gen for g in present}
+    adjusted = dict(zip(tests, holm(list(tests.values()))))
+    body = []
+    for g in present:
+        mask = groups == g
+        label = labels[g] if g == 0 else f"fifth {g}: {labels[g]} times"
+        row = [label, f"{int(mask.sum())} ({100 * mask.mean():.1f} %)",
+               f"{100 * base[mask].mean():.2f}"]
+        for r in gen:
+            v = 100 * t.cells[(dataset, r)].row_means["hr@20"][mask].mean()
+            row.append(f"{v:.2f}" + ("†" if adjusted[(r, g)] < ALPHA else ""))
+        body.append(row)
+    headers = (["test rows by their target's count as a training target", "rows",
+                f"{row_label(best)} (best classifier)"] + [row_label(r) for r in gen])
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
 def reading(tables: list[Table]) -> str:
     """What the table says, computed from the records: per dataset the ranking (of two or more
     models), DreamRec against the best baseline with both tests, top-20 lists that are nearly one
@@ -979,6 +1042,16 @@ def reading(tables: list[Table]) -> str:
                            f"(a lower bound: these runs stop early on validation, the official "
                            f"code reads the best test printout of 1,000 epochs): "
                            f"{', '.join(gaps)}.")
+    where = [(d, popularity_table(val, d)) for d in val.datasets]
+    where = [(d, text) for d, text in where if text]
+    if where:
+        out.append("\nWhere the generative rows win or lose: validation-selected test HR@20 % on "
+                   "the test rows grouped by how often their target occurs as a training target "
+                   "(never, then fifths of the other rows from the rarest targets to the most "
+                   "popular); † the sequence-level sign-flip test against the best classifier on "
+                   "those rows, Holm over the table's generative cells, p < 0.05.")
+        for d, text in where:
+            out.append(f"\n{d}:\n\n{text}")
     return "\n".join(out) + ("\n" if out else "")
 
 
@@ -993,11 +1066,14 @@ def reference_path(results_dir: Path, dataset: str) -> Path:
 
 
 def save_references(results_dir: Path, dataset: str, checksum: str, popular: dict[str, float],
-                    cold: np.ndarray, sequence: np.ndarray) -> None:
+                    cold: np.ndarray, sequence: np.ndarray,
+                    groups: tuple[np.ndarray, list[str]] | None = None) -> None:
     """Keep ``dataset``'s most-popular test metrics, its never-trained-target test rows
-    ([n_test_rows] bool) and each test row's sequence ([n_test_rows] int, 0-based, a sequence's
-    rows consecutive: kept as the number of rows of each sequence) for renderings without the
-    data; the file is rewritten only when its content changes."""
+    ([n_test_rows] bool), each test row's sequence ([n_test_rows] int, 0-based, a sequence's
+    rows consecutive: kept as the number of rows of each sequence) and, when given, each test
+    row's popularity group with the groups' labels (:func:`popularity_groups`; one digit per
+    row) for renderings without the data; the file is rewritten only when its content
+    changes."""
     sequence = np.asarray(sequence, dtype=np.int64)
     if sequence.size and not (sequence[0] == 0 and np.all(np.isin(np.diff(sequence), (0, 1)))):
         raise ValueError(f"{dataset}: test sequence ids are not 0, 1, ... with each sequence's "
@@ -1010,10 +1086,32 @@ def save_references(results_dir: Path, dataset: str, checksum: str, popular: dic
                                       np.packbits(cold.astype(bool)).tobytes()).decode()},
                "test_sequences": {"n_rows": int(sequence.size),
                                   "rows_per_sequence": " ".join(map(str, np.bincount(sequence)))}}
+    if groups is not None:
+        payload["test_target_groups"] = {"labels": list(groups[1]), "digits": "".join(
+            map(str, np.asarray(groups[0], dtype=np.int64)))}
     text = json.dumps(payload, indent=1) + "\n"
     path = reference_path(results_dir, dataset)
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         store.write_text(path, text)
+
+
+def load_groups(results_dir: Path, dataset: str, checksum: str | None
+                ) -> tuple[np.ndarray, list[str]] | None:
+    """The test rows' popularity groups and their labels that :func:`save_references` kept for
+    the data whose content checksum is ``checksum``, or None (other data, or a file without)."""
+    obj = store.read_json(reference_path(results_dir, dataset))
+    if not obj or checksum is None or obj.get("data_checksum") != checksum:
+        return None
+    try:
+        kept = obj["test_target_groups"]
+        groups = np.frombuffer(kept["digits"].encode(), dtype=np.uint8).astype(np.int8) - ord("0")
+        labels = [str(x) for x in kept["labels"]]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if len(labels) != 6 or groups.size != obj.get("cold_test_rows", {}).get("n") or (
+            groups.size and not (0 <= groups.min() and groups.max() <= 5)):
+        return None
+    return groups, labels
 
 
 def load_references(results_dir: Path, dataset: str, checksum: str | None

@@ -688,3 +688,52 @@ def test_the_notes_say_which_propensity_the_ips_records_use():
     note = next(n for n in table1.footnotes(t) if n.startswith("‡"))
     assert note.endswith("IPS's propensity in these records: a popularity, b sequential, c "
                          "sequential, the earlier design (a fixed clip of 0.01).")
+
+
+def test_popularity_groups_put_never_trained_targets_first_and_never_split_a_count():
+    counts = np.array([0, 0, 1, 1, 1, 1, 2, 3, 5, 8, 13, 21, 40, 40])
+    groups, labels = table1.popularity_groups(counts)
+    assert groups[:2].tolist() == [0, 0] and labels[0] == "never a training target"
+    for c in np.unique(counts):
+        assert len(set(groups[counts == c].tolist())) == 1  # a count's rows share a group
+    assert np.all(np.diff(groups) >= 0)  # more popular targets, higher groups
+    assert set(groups.tolist()) <= set(range(6)) and groups.max() == 5
+    for g in range(1, 6):
+        inside = counts[groups == g]
+        if inside.size:
+            assert labels[g] in (f"{inside.min()}", f"{inside.min()}–{inside.max()}")
+        else:
+            assert labels[g] == ""
+
+
+def test_the_popularity_table_marks_where_a_generative_row_beats_the_best_classifier(tmp_path):
+    # 40 one-row sequences; targets: 10 rows never trained, the others by count 1..30
+    n = 40
+    counts = np.array([0] * 10 + list(range(1, 31)))
+    groups = table1.popularity_groups(counts)
+    seq = np.arange(n)
+    best = np.array([0.0] * 10 + [1.0] * 30)  # the classifier hits every trained target
+    gen = np.array([1.0] * 10 + [1.0] * 30)   # the generative row also hits the cold ones
+    cells = {("d", "sasrec"): _cell("d", "sasrec", [0.75, 0.75], rows=best),
+             ("d", "gru4rec"): _cell("d", "gru4rec", [0.1, 0.1], rows=np.zeros(n)),
+             ("d", "preferdiff"): _cell("d", "preferdiff", [1.0, 1.0], rows=gen)}
+    t = table1.Table("validation", ["d"], ["gru4rec", "sasrec", "dreamrec"], cells, {}, {},
+                     extras=["preferdiff"])
+    assert table1.popularity_table(t, "d") == ""  # no groups, no table
+    t.set_data({}, {}, {"d": seq}, {"d": groups})
+    text = table1.popularity_table(t, "d")
+    lines = text.splitlines()
+    assert "SASRec (best classifier)" in lines[0] and "PreferDiff" in lines[0]
+    never = next(x for x in lines if x.startswith("| never a training target"))
+    assert "| 0.00 " in never and "100.00†" in never  # 10 sequences all one way: p = 2/1024
+    assert not any("†" in x for x in lines[2:] if not x.startswith("| never"))
+    assert "Where the generative rows win or lose" in table1.reading([t])
+    # kept with the references, for renderings without the data
+    table1.save_references(tmp_path, "d", "abc", {"hr@20": 0.5}, counts == 0, seq, groups)
+    kept = table1.load_groups(tmp_path, "d", "abc")
+    np.testing.assert_array_equal(kept[0], groups[0])
+    assert kept[1] == groups[1] and table1.load_groups(tmp_path, "d", "other") is None
+    obj = json.loads(table1.reference_path(tmp_path, "d").read_text())
+    obj["test_target_groups"]["digits"] = obj["test_target_groups"]["digits"][:-1] + "9"
+    table1.reference_path(tmp_path, "d").write_text(json.dumps(obj))
+    assert table1.load_groups(tmp_path, "d", "abc") is None  # a damaged file is not read

@@ -19,6 +19,20 @@ def test_a_write_that_fails_midway_leaves_nothing_behind(tmp_path):
     assert list(path.parent.iterdir()) == []
 
 
+def test_a_written_file_has_the_permissions_open_gives_and_a_rewrite_keeps_them(tmp_path):
+    import os
+    umask = os.umask(0o022)
+    try:
+        path = tmp_path / "table1.md"
+        store.write_text(path, "new")
+        assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
+        path.chmod(0o640)
+        store.write_text(path, "again")
+        assert path.stat().st_mode & 0o777 == 0o640 and path.read_text() == "again"
+    finally:
+        os.umask(umask)
+
+
 def test_record_round_trip_and_corrupt_or_foreign_files_read_as_absent(tmp_path):
     path = store.record_path(tmp_path, "zhihu", "dreamrec", "validation", 3)
     rec = {"schema": store.SCHEMA, "status": "ok", "config_hash": "abc", "test": {"hr@20": 0.5}}
