@@ -35,6 +35,12 @@ a few at a time and survives being stopped, so that the same command line contin
   clone changed otherwise stops the update with its name, nothing changed. The jobs in progress
   keep the code they started with; the next ones start on the new code.
 
+- ``left PLAN --state DIR [--clone CLONE]``: what is left of the plan, job by job, in CPU-hours
+  by the records' own run times (the median minutes of one seed of the model on the dataset,
+  from its validation records anywhere under the clone's results, times the trainings each step
+  still has to make by the files it would find; the tuning rule counted at its fewest trials);
+  a model never timed on a dataset is named.
+
 - ``compare A B [--datasets D,...]``: every record under ``B/records`` against the one at the
   same place under ``A/records``, field by field but for when, where and how long it ran
   (``created``, ``wall``, ``git``, ``device``, ``torch_threads``), and its per-row test ranks
@@ -57,6 +63,7 @@ import filecmp
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -519,6 +526,141 @@ def iso_time(text: str) -> datetime:
     return when
 
 
+#: trainings the tuning rule makes from its start values, by kind of model (lr 1e-2, 1e-3, 1e-4;
+#: then weight decay 1e-4 and one beyond for a baseline, or T 50, 200, 1000 for DreamRec); an
+#: edge best adds one more per outward step, so these are lower bounds
+RULE_TRIALS = {"baseline": 5, "guided": 3, "dreamrec": 6}
+
+
+def _steps(command: str) -> list[tuple[str, argparse.Namespace]]:
+    """The ``python -m harness.<module>`` steps of a job's command with the arguments that
+    size them (the rest ignored)."""
+    p = argparse.ArgumentParser(add_help=False)
+    for opt in ("--model", "--dataset", "--config", "--models", "--datasets"):
+        p.add_argument(opt)
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--seeds", type=int, default=None)
+    p.add_argument("--grid", action="append", default=[])
+    out = []
+    for step in command.split("&&"):
+        words = shlex.split(step)
+        if "-m" in words[:-1] and words[words.index("-m") + 1].startswith("harness."):
+            i = words.index("-m")
+            out.append((words[i + 1][len("harness."):], p.parse_known_args(words[i + 2:])[0]))
+    return out
+
+
+def _seed_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("seed*.json")) if folder.is_dir() else []
+
+
+def seed_minutes(results: Path, dataset: str, model: str) -> tuple[float, int] | None:
+    """The median run time in minutes of one seed of ``model`` on ``dataset`` by its validation
+    records anywhere under ``results`` (main records, variants, tuning trials), and how many
+    records that is; None when there are none."""
+    mins = []
+    for path in Path(results).rglob(f"records/{dataset}/{model}/validation/seed*.json"):
+        rec = store.read_record(path)
+        if rec and rec.get("status") == "ok" and "total_s" in rec.get("wall", {}):
+            mins.append(store.record_minutes(rec))
+    return (float(np.median(mins)), len(mins)) if mins else None
+
+
+def runs_left(module: str, a: argparse.Namespace, root: Path,
+              planned: dict[tuple, int]) -> list[tuple[str, str, int]]:
+    """(dataset, model, trainings still to make) of one step run in the checkout ``root``, by
+    the files it would find there and what the plan's earlier steps make (``planned``, updated:
+    trials and seeds per results folder, dataset, model and config); lower bounds for the
+    tuning rule, whose finished search leaves its report."""
+    from harness import tune  # torch: not for the queue's own process
+
+    results = root / a.results_dir
+    if module == "run" and a.model and a.dataset:
+        key = ("seeds", str(results), a.dataset, a.model, a.config)
+        if a.config:  # another config's records are under variants/<its hash>/: the variant
+            homes = sorted((results / store.VARIANTS).glob("*"))  # holding the most seeds
+            done = max([len(_seed_files(store.records_dir(h, a.dataset, a.model) / "validation"))
+                        for h in homes] or [0])
+        else:
+            done = len(_seed_files(store.records_dir(results, a.dataset, a.model) / "validation"))
+        done = max(done, planned.get(key, 0))
+        n = a.seeds or 1
+        planned[key] = max(done, n)
+        return [(a.dataset, a.model, max(0, n - done))]
+    if module == "tune" and a.model and a.dataset:
+        label = Path(a.config).stem if a.config else a.model
+        key = ("trials", str(results), a.dataset, label, bool(a.grid))
+        trials = results / "tuning" / a.dataset / label
+        done = sum(1 for t in (trials.glob("*") if trials.is_dir() else [])
+                   if _seed_files(store.records_dir(t, a.dataset, a.model) / "validation"))
+        grid_done = planned.get(("trials", str(results), a.dataset, label, True), 0)
+        report = results / "tuning" / f"{a.dataset}-{label}{'-grid' if a.grid else ''}.md"
+        if a.grid:
+            wanted = 1
+            for values in tune.parse_grid(a.grid, a.model).values():
+                wanted *= len(values)
+        else:
+            wanted = RULE_TRIALS["dreamrec" if a.model == "dreamrec" else
+                                 "guided" if tune.is_guided(a.model) else "baseline"]
+        if report.is_file() or key in planned:
+            return []  # the search ran to its end (a rerun only rewrites its report)
+        planned[key] = wanted
+        n = max(0, wanted - max(done, grid_done))
+        if not a.config and not tune.is_guided(a.model):  # the winning trial is seed 0
+            seeds = ("seeds", str(results), a.dataset, a.model, None)
+            planned[seeds] = max(planned.get(seeds, 0), 1)
+        return [(a.dataset, a.model, n)]
+    if module == "guidance":
+        d = a.dataset or "zhihu"
+        done = len(_seed_files(results / "guidance" / d))
+        return [(d, "dreamrec", max(0, (a.seeds or 5) - done))]
+    if module == "reproduce_table1" and a.models:
+        out = []
+        for d in (a.datasets or "").split(","):
+            for m in a.models.split(","):
+                model = m.partition(".")[0]
+                folder = store.records_dir(results, d, model) / "validation"
+                out.append((d, model, max(0, 5 - len(_seed_files(folder)))))
+        return out
+    return []
+
+
+def left(plan: Path, state: Path, root: Path, results: Path, slots: int) -> list[str]:
+    """What is left of a plan, in CPU-hours by the records' own run times (the lines printed)."""
+    rows, total, untimed = [], 0.0, []
+    planned: dict[tuple, int] = {}
+    for job in read_plan(plan):
+        if (state / f"{job.name}.done").exists():
+            continue
+        what = "running" if (state / f"{job.name}.pgid").exists() else (
+            "failed" if (state / f"{job.name}.failed").exists() else "left")
+        minutes, basis, unknown = 0.0, [], False
+        for module, a in _steps(job.command):
+            for dataset, model, n in runs_left(module, a, root, planned):
+                if n == 0:
+                    continue
+                per = seed_minutes(results, dataset, model)
+                if per is None:
+                    unknown = True
+                    basis.append(f"{n} x {model}/{dataset} (never timed)")
+                    continue
+                minutes += n * per[0]
+                basis.append(f"{n} x {model}/{dataset} at {per[0]:.1f} min")
+        total += minutes
+        if unknown:
+            untimed.append(job.name)
+        rows.append([job.name, what, ("≥" if unknown else "") + f"{minutes / 60:.1f}",
+                     "; ".join(basis) or "no training (reports)"])
+    from tabulate import tabulate
+
+    return [tabulate(rows, headers=["job", "state", "CPU-hours left", "trainings left (minutes "
+                                    "a seed: median of the records)"], tablefmt="github"), "",
+            f"{total / 60:.1f} CPU-hours left by the records' own run times (tuning counted at "
+            f"the rule's fewest trials), about {total / 60 / max(1, slots):.1f} hours at "
+            f"{slots} jobs at a time" + (f"; never timed: {', '.join(untimed)}" if untimed
+                                         else "") + "."]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.campaign",
                                  description=cli.description(__doc__))
@@ -544,6 +686,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="then drop-older TIME in the clone's results/records, variants and guidance "
                    "(records the update brought that the campaign reruns, e.g. a config set aside "
                    "in the checkout)")
+    lf = sub.add_parser("left", help="what is left of a plan, in CPU-hours by the records' "
+                        "own run times")
+    lf.add_argument("plan", type=Path, help="the plan file")
+    lf.add_argument("--state", type=Path, required=True, help="the campaign's state folder")
+    lf.add_argument("--clone", type=Path, default=Path("."),
+                    help="the checkout the campaign runs in (default: the current folder)")
+    lf.add_argument("--jobs", type=int, default=2, help="jobs at a time (default: 2)")
     k = sub.add_parser("compare", help="compare two results folders' records field by field")
     k.add_argument("a", type=Path, help="the results folder compared against (e.g. results)")
     k.add_argument("b", type=Path, help="the results folder whose records are compared")
@@ -559,6 +708,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise HarnessError(f"no such folder: {', '.join(missing)}")
             dropped = drop_older(before, args.folders)
             print(f"dropped {len(dropped)} records created before {args.before}")
+            return 0
+        if args.command == "left":
+            if not args.plan.is_file():
+                raise HarnessError(f"no plan file {args.plan}")
+            for line in left(args.plan, args.state, args.clone, args.clone / "results", args.jobs):
+                print(line)
             return 0
         if args.command == "compare":
             datasets = args.datasets.split(",") if args.datasets else None

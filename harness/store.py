@@ -345,3 +345,13 @@ def git_state() -> dict[str, Any]:
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def record_minutes(rec: dict[str, Any]) -> float:
+    """A record's run time in minutes: the process's own wall time, or, for a resumed run (whose
+    process saw only its last stretch), the training and evaluation time summed over every
+    stretch."""
+    wall = rec["wall"]
+    if wall.get("resumed") and "train_s" in wall and "eval_s" in wall:
+        return (wall["train_s"] + wall["eval_s"]) / 60
+    return wall["total_s"] / 60

@@ -774,14 +774,7 @@ def record_devices(rec: dict[str, Any]) -> str:
     return "+".join(devices)
 
 
-def record_minutes(rec: dict[str, Any]) -> float:
-    """A record's run time in minutes: the process's own wall time, or, for a resumed run (whose
-    process saw only its last stretch), the training and evaluation time summed over every
-    stretch."""
-    wall = rec["wall"]
-    if wall.get("resumed") and "train_s" in wall and "eval_s" in wall:
-        return (wall["train_s"] + wall["eval_s"]) / 60
-    return wall["total_s"] / 60
+record_minutes = store.record_minutes
 
 
 #: one line per ``reproduce_table1`` invocation that ran something, under the results folder

@@ -471,10 +471,8 @@ def seed_spread(results_dir: Path, dataset: str, model: str) -> tuple[float, int
 
 def trial_minutes(recs: list[dict[str, Any]]) -> float:
     """A trial's run time from its records: every stretch of a resumed run, not only the last
-    process's (:func:`harness.table1.record_minutes`); a record without times counts 0."""
-    from harness.table1 import record_minutes
-
-    return sum(record_minutes(r) for r in recs if "total_s" in r.get("wall", {}))
+    process's (:func:`harness.store.record_minutes`); a record without times counts 0."""
+    return sum(store.record_minutes(r) for r in recs if "total_s" in r.get("wall", {}))
 
 
 def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str,

@@ -356,3 +356,42 @@ def test_an_update_whose_merge_fails_puts_back_what_it_moved(tmp_path, monkeypat
     with pytest.raises(HarnessError, match="a file changed there while it ran"):
         campaign.update(clone)
     assert (clone / "rec.json").read_text() == "new record\n"  # not the old version
+
+
+def test_left_counts_what_each_job_still_trains_at_the_records_own_minutes(tmp_path, capsys):
+    root = checkout(tmp_path / "clone")
+    results = root / "results"
+
+    def timed(folder, model, seed, minutes, resumed=False):
+        path = fake_record(folder, "zhihu", model, "a" * 16, seed)
+        rec = json.loads(path.read_text())
+        rec["wall"] = ({"total_s": 1.0, "resumed": True, "train_s": 60 * minutes - 30,
+                        "eval_s": 30.0} if resumed else {"total_s": 60.0 * minutes})
+        path.write_text(json.dumps(rec))
+
+    # SASRec: two seeds recorded (10 and 20 min, one of them resumed: every stretch counts)
+    timed(results, "sasrec", 0, 10.0)
+    timed(results, "sasrec", 1, 20.0, resumed=True)
+    # GRU4Rec: one trial of its rule finished (6 min)
+    timed(results / "tuning" / "zhihu" / "gru4rec" / "lr=1e-2", "gru4rec", 0, 6.0)
+    plan = write_plan(tmp_path / "p.plan", [
+        "old: python -m harness.run --model caser --dataset zhihu --seeds 5 --threads 1",
+        "sasrec: python -m harness.run --model sasrec --dataset zhihu --seeds 5 --threads 1",
+        "gru [after sasrec]: python -m harness.tune --model gru4rec --dataset zhihu --threads 1 "
+        "&& python -m harness.run --model gru4rec --dataset zhihu --seeds 5 --threads 1",
+        "reports [after gru]: python -m harness.tune --model gru4rec --dataset zhihu --threads 1",
+        "new: python -m harness.run --model diffurec --dataset zhihu --seeds 2 --threads 1",
+    ])
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "old.done").write_text("in 1.00 h\n")
+    assert campaign.main(["left", str(plan), "--state", str(state), "--clone", str(root)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert "old" not in rows  # done
+    assert "3 x sasrec/zhihu at 15.0 min" in rows["sasrec"] and "| 0.8 " in rows["sasrec"]
+    # the rule's 5 trials less the one finished, then 4 seeds (the winning trial is seed 0)
+    assert "4 x gru4rec/zhihu at 6.0 min; 4 x gru4rec/zhihu at 6.0 min" in rows["gru"]
+    assert "no training" in rows["reports"]  # the rule's trials come from the job before
+    assert "never timed" in rows["new"] and "≥0.0" in rows["new"]
+    assert "1.6 CPU-hours left" in out and "never timed: new" in out
