@@ -31,7 +31,9 @@ no extra dropout after each block; Adam's lr decay left out; selection on valida
 every ``eval_every`` epochs (the code: any of HR/NDCG@5/10/20, every 20 epochs, patience 5);
 lambda and the reverse noise come from the trainer's and the evaluation's generators; dropout
 masks come from 15-bit draws (:class:`kernels.ops.Dropout`: p = 0.1 is 0.1000061, 0.3 is
-0.2999878), except the attention weights' (PyTorch's own); the step sinusoid is DreamRec's
+0.2999878), the attention weights' too; the blocks written out (:class:`Block`: the same
+function as ``nn.TransformerEncoderLayer``, the last block evaluated at the one position read,
+the softmax over 10 keys by hand); the step sinusoid is DreamRec's
 formula (sin first, frequencies over half - 1; the code: cos first, over half; a Linear follows
 either way); LayerNorm eps 1e-5 (the code: 1e-12); PyTorch's default initialisation (the code:
 ``xavier_normal_``); the code's unused layers left out.
@@ -49,7 +51,65 @@ from torch import Tensor, nn
 from baselines.contract import Batch, SequentialRecommender
 from dreamrec.model import sinusoidal_embedding
 from dreamrec.schedule import DiffusionSchedule
-from kernels.ops import Dropout
+from kernels.ops import Dropout, attend_at_one_position
+
+
+def gelu_tanh(x: Tensor) -> Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+def softmax_last(scores: Tensor) -> Tensor:
+    """``torch.softmax(scores, -1)`` written out: over these 10-key rows PyTorch's CPU kernel is
+    ~10x slower than its parts (25 vs 2.5 ms for [2048, 4, 10, 10] on one thread). The shift by
+    the row's maximum changes nothing but the range, so it takes no gradient."""
+    e = torch.exp(scores - scores.amax(dim=-1, keepdim=True).detach())
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+class Block(nn.Module):
+    """One pre-LN Transformer encoder block, as ``nn.TransformerEncoderLayer(H, n_heads, 4H,
+    dropout, activation=GELU-tanh, batch_first=True, norm_first=True)`` computes it and
+    initialises it (q/k/v weights xavier-uniform over their stacked [3H, H], zero biases), written
+    out: PyTorch's CPU attention kernel for these 10-position rows took 30 % of an evaluation
+    pass (its softmax alone is slow over 10 keys: :func:`softmax_last`), and here the last
+    block is evaluated at the one position that is read
+    (:func:`kernels.ops.attend_at_one_position`). The same function up to float rounding
+    (tested against ``nn.TransformerEncoderLayer``)."""
+
+    def __init__(self, H: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.norm1, self.norm2 = nn.LayerNorm(H), nn.LayerNorm(H)
+        self.w_q, self.w_k, self.w_v = (nn.Linear(H, H) for _ in range(3))
+        bound = math.sqrt(6.0 / (H + 3 * H))  # xavier_uniform_ of the stacked in-projection
+        for lin in (self.w_q, self.w_k, self.w_v):
+            nn.init.uniform_(lin.weight, -bound, bound)
+            nn.init.zeros_(lin.bias)
+        self.out_proj = nn.Linear(H, H)
+        nn.init.zeros_(self.out_proj.bias)
+        self.linear1, self.linear2 = nn.Linear(H, 4 * H), nn.Linear(4 * H, H)
+        self.attn_dropout, self.dropout, self.dropout1, self.dropout2 = (
+            Dropout(dropout) for _ in range(4))
+
+    def forward(self, x: Tensor, bias: Tensor, at: Tensor | None = None) -> Tensor:
+        """x [B, L, H] -> [B, L, H]; with ``at`` [B] (a position per row) only that position's
+        output, [B, H]. ``bias`` [B, 1, L]: 0 for a key that may be attended, -inf else."""
+        B, L, H = x.shape
+        n, d = self.n_heads, H // self.n_heads
+        y = self.norm1(x)
+        if at is None:
+            q, k, v = (w(y).view(B, L, n, d).transpose(1, 2) for w in (self.w_q, self.w_k,
+                                                                          self.w_v))
+            scores = q @ k.transpose(-1, -2) / math.sqrt(d) + bias.unsqueeze(1)  # [B, n, L, L]
+            attn = self.attn_dropout(softmax_last(scores))
+            x = x + self.dropout1(self.out_proj((attn @ v).transpose(1, 2).reshape(B, L, H)))
+        else:
+            rows = torch.arange(B, device=x.device)
+            ctx = attend_at_one_position(y, y[rows, at], self.w_q, self.w_k, self.w_v,
+                                         bias, n, self.attn_dropout)
+            x = x[rows, at] + self.dropout1(self.out_proj(ctx))
+        return x + self.dropout2(self.linear2(self.dropout(gelu_tanh(self.linear1(
+            self.norm2(x))))))
 
 
 @dataclass
@@ -91,13 +151,8 @@ class DiffuRec(SequentialRecommender):
         self.emb_dropout = Dropout(config.emb_dropout)
         self.emb_norm = nn.LayerNorm(H, eps=1e-12)
         self.time_mlp = nn.Sequential(nn.Linear(H, 4 * H), nn.SiLU(), nn.Linear(4 * H, H))
-        layer = nn.TransformerEncoderLayer(H, config.n_heads, 4 * H, config.dropout,
-                                           activation=lambda x: F.gelu(x, approximate="tanh"),
-                                           batch_first=True, norm_first=True)
-        self.blocks = nn.TransformerEncoder(layer, config.n_blocks, enable_nested_tensor=False)
-        for block in self.blocks.layers:  # the project's cheaper dropout masks (kernels.ops)
-            block.dropout, block.dropout1, block.dropout2 = (Dropout(config.dropout)
-                                                             for _ in range(3))
+        self.blocks = nn.ModuleList(Block(H, config.n_heads, config.dropout)
+                                    for _ in range(config.n_blocks))
         self.out_dropout = Dropout(config.dropout)
         self.out_norm = nn.LayerNorm(H, eps=1e-12)
         self.schedule = DiffusionSchedule.create(config.schedule, config.timesteps)
@@ -116,9 +171,13 @@ class DiffuRec(SequentialRecommender):
         x = x_t + self.time_mlp(self.sinusoid[t])  # [B, H]
         lam = cfg.lambda_uncertainty + cfg.lambda_uncertainty * torch.randn(
             seq.shape, generator=generator, device=seq.device)
-        rep = self.blocks(seq + lam * x.unsqueeze(1), src_key_padding_mask=pad)
-        rep = self.out_norm(self.out_dropout(rep))
-        return rep[torch.arange(len(length), device=rep.device), length - 1]
+        rep = seq + lam * x.unsqueeze(1)
+        bias = torch.zeros(pad.shape, dtype=rep.dtype, device=rep.device).masked_fill_(
+            pad, float("-inf")).unsqueeze(1)  # [B, 1, L]
+        for block in self.blocks[:-1]:
+            rep = block(rep, bias)
+        rep = self.blocks[-1](rep, bias, at=length - 1)  # only the last real position is read
+        return self.out_norm(self.out_dropout(rep))
 
     def item_table(self) -> Tensor:
         return self.item_embeddings.weight[: self.n_items]

@@ -1,5 +1,7 @@
 """PreferDiff and DiffuRec: their losses, schedules and sampling against the facts of their code."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -111,3 +113,49 @@ def test_diffurec_loss_is_cross_entropy_over_the_real_items_and_rows_without_his
     with torch.no_grad():
         out = m.full_sort_predict(hist, length, torch.Generator().manual_seed(0))
     assert torch.isfinite(out).all()  # the row with no history included
+
+
+def test_diffurec_blocks_compute_what_torchs_transformer_layer_computes():
+    """The written-out block against nn.TransformerEncoderLayer (pre-LN, GELU-tanh) with the same
+    weights: every position, and the last real position alone, values and gradients."""
+    from generative.diffurec import Block
+
+    torch.manual_seed(0)
+    block = Block(H, 2, dropout=0.0)
+    ref = torch.nn.TransformerEncoderLayer(H, 2, 4 * H, 0.0, activation=lambda x: F.gelu(
+        x, approximate="tanh"), batch_first=True, norm_first=True)
+    with torch.no_grad():
+        ref.self_attn.in_proj_weight.copy_(torch.cat([block.w_q.weight, block.w_k.weight,
+                                                      block.w_v.weight]))
+        ref.self_attn.in_proj_bias.copy_(torch.cat([block.w_q.bias, block.w_k.bias,
+                                                    block.w_v.bias]))
+        for a, b in ((ref.self_attn.out_proj, block.out_proj), (ref.linear1, block.linear1),
+                     (ref.linear2, block.linear2), (ref.norm1, block.norm1),
+                     (ref.norm2, block.norm2)):
+            a.weight.copy_(b.weight)
+            a.bias.copy_(b.bias)
+            b.bias.normal_()  # nonzero biases, copied back below
+            a.bias.copy_(b.bias)
+    hist, length, _ = rows()
+    pad = torch.arange(10)[None, :] >= length[:, None]
+    x = torch.randn(len(length), 10, H, requires_grad=True)
+    bias = torch.zeros(pad.shape).masked_fill(pad, float("-inf")).unsqueeze(1)
+    ref.train()  # dropout 0: no fast path, gradients
+    want = ref(x, src_key_padding_mask=pad)
+    got = block(x, bias)
+    assert torch.allclose(got[~pad], want[~pad], atol=1e-5)
+    w = torch.randn(want[~pad].shape)  # a loss on every real position: the gradients agree
+    g_ref, = torch.autograd.grad((want[~pad] * w).sum(), x, retain_graph=True)
+    g_got, = torch.autograd.grad((got[~pad] * w).sum(), x)
+    assert torch.allclose(g_got, g_ref, atol=1e-5)
+    rows_ = torch.arange(len(length))
+    at = block(x, bias, at=length - 1)
+    assert torch.allclose(at, want[rows_, length - 1], atol=1e-5)
+    g_ref, = torch.autograd.grad(want[rows_, length - 1].sum(), x)
+    g_at, = torch.autograd.grad(at.sum(), x)
+    assert torch.allclose(g_at, g_ref, atol=1e-5)
+    # the stacked in-projection is initialised as PyTorch's: xavier-uniform bound, zero biases
+    fresh = Block(64, 4, 0.1)
+    bound = math.sqrt(6 / (64 + 192))
+    assert all(w.weight.abs().max() <= bound and w.weight.abs().max() > 0.9 * bound
+               and not w.bias.any() for w in (fresh.w_q, fresh.w_k, fresh.w_v))
