@@ -38,7 +38,8 @@ a few at a time and survives being stopped, so that the same command line contin
 - ``left PLAN --state DIR [--clone CLONE]``: what is left of the plan, job by job, in CPU-hours
   by the records' own run times (the median minutes of one seed of the model on the dataset,
   from its validation records anywhere under the clone's results, times the trainings each step
-  still has to make by the files it would find; the tuning rule counted at its fewest trials);
+  still has to make: seeds recorded for the config each step would run now, by its hash; the
+  tuning rule counted at its fewest trials, all of them when the config changed since);
   a model never timed on a dataset is named.
 
 - ``compare A B [--datasets D,...]``: every record under ``B/records`` against the one at the
@@ -541,6 +542,7 @@ def _steps(command: str) -> list[tuple[str, argparse.Namespace]]:
     p.add_argument("--results-dir", default="results")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--grid", action="append", default=[])
+    p.add_argument("--set", action="append", default=[])
     out = []
     for step in command.split("&&"):
         words = shlex.split(step)
@@ -566,6 +568,22 @@ def seed_minutes(results: Path, dataset: str, model: str) -> tuple[float, int] |
     return (float(np.median(mins)), len(mins)) if mins else None
 
 
+def _done_seeds(a: argparse.Namespace, root: Path, results: Path, n: int) -> int | None:
+    """How many of seeds 0..n-1 of a ``harness.run`` step are recorded for the config it would
+    run now (its hash, as the run computes it), or None when it cannot be prepared here."""
+    from harness import run
+
+    argv = ["--model", a.model, "--dataset", a.dataset, "--seeds", str(n), "--results-dir",
+            str(results), *(["--config", str(root / a.config)] if a.config else []),
+            *[x for kv in a.set for x in ("--set", kv)]]
+    try:
+        prep = run.prepare(run.build_parser().parse_args(argv))
+    except (HarnessError, SystemExit):
+        return None
+    return sum(store.is_done(store.record_path(prep.home, a.dataset, a.model, "validation", s),
+                             prep.chash) for s in range(n))
+
+
 def runs_left(module: str, a: argparse.Namespace, root: Path,
               planned: dict[tuple, int]) -> list[tuple[str, str, int]]:
     """(dataset, model, trainings still to make) of one step run in the checkout ``root``, by
@@ -576,15 +594,12 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
 
     results = root / a.results_dir
     if module == "run" and a.model and a.dataset:
-        key = ("seeds", str(results), a.dataset, a.model, a.config)
-        if a.config:  # another config's records are under variants/<its hash>/: the variant
-            homes = sorted((results / store.VARIANTS).glob("*"))  # holding the most seeds
-            done = max([len(_seed_files(store.records_dir(h, a.dataset, a.model) / "validation"))
-                        for h in homes] or [0])
-        else:
+        key = ("seeds", str(results), a.dataset, a.model, a.config, tuple(a.set))
+        n = a.seeds or 1
+        done = _done_seeds(a, root, results, n)
+        if done is None:  # not preparable here (its data missing): the seed files there are
             done = len(_seed_files(store.records_dir(results, a.dataset, a.model) / "validation"))
         done = max(done, planned.get(key, 0))
-        n = a.seeds or 1
         planned[key] = max(done, n)
         return [(a.dataset, a.model, max(0, n - done))]
     if module == "tune" and a.model and a.dataset:
@@ -602,12 +617,18 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
         else:
             wanted = RULE_TRIALS["dreamrec" if a.model == "dreamrec" else
                                  "guided" if tune.is_guided(a.model) else "baseline"]
-        if report.is_file() or key in planned:
-            return []  # the search ran to its end (a rerun only rewrites its report)
+        adopts = not a.config and not a.set and not tune.is_guided(a.model)
+        seed0 = argparse.Namespace(model=a.model, dataset=a.dataset, config=None, set=[])
+        # a report means the search ran to its end, unless the config changed since: then the
+        # config's seed 0 (the winning trial's records) is not recorded for it
+        stale = (report.is_file() and not a.grid and adopts
+                 and _done_seeds(seed0, root, results, 1) == 0)
+        if (report.is_file() and not stale) or key in planned:
+            return []  # (a rerun only rewrites its report)
         planned[key] = wanted
-        n = max(0, wanted - max(done, grid_done))
-        if not a.config and not tune.is_guided(a.model):  # the winning trial is seed 0
-            seeds = ("seeds", str(results), a.dataset, a.model, None)
+        n = wanted if stale else max(0, wanted - max(done, grid_done))
+        if adopts:  # the winning trial is seed 0
+            seeds = ("seeds", str(results), a.dataset, a.model, None, ())
             planned[seeds] = max(planned.get(seeds, 0), 1)
         return [(a.dataset, a.model, n)]
     if module == "guidance":

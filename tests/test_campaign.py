@@ -358,12 +358,21 @@ def test_an_update_whose_merge_fails_puts_back_what_it_moved(tmp_path, monkeypat
     assert (clone / "rec.json").read_text() == "new record\n"  # not the old version
 
 
-def test_left_counts_what_each_job_still_trains_at_the_records_own_minutes(tmp_path, capsys):
+def test_left_counts_what_each_job_still_trains_at_the_records_own_minutes(tmp_path, capsys,
+                                                                           monkeypatch):
     root = checkout(tmp_path / "clone")
     results = root / "results"
+    current = "a" * 16  # the hash of every config as it is now (a run computes it from the data)
 
-    def timed(folder, model, seed, minutes, resumed=False):
-        path = fake_record(folder, "zhihu", model, "a" * 16, seed)
+    def done_seeds(a, root_, results_, n):
+        folder = store.records_dir(results_, a.dataset, a.model) / "validation"
+        return sum(1 for s in range(n) if (folder / f"seed{s}.json").is_file() and json.loads(
+            (folder / f"seed{s}.json").read_text())["config_hash"] == current)
+
+    monkeypatch.setattr(campaign, "_done_seeds", done_seeds)
+
+    def timed(folder, model, seed, minutes, resumed=False, chash=current):
+        path = fake_record(folder, "zhihu", model, chash, seed)
         rec = json.loads(path.read_text())
         rec["wall"] = ({"total_s": 1.0, "resumed": True, "train_s": 60 * minutes - 30,
                         "eval_s": 30.0} if resumed else {"total_s": 60.0 * minutes})
@@ -374,6 +383,11 @@ def test_left_counts_what_each_job_still_trains_at_the_records_own_minutes(tmp_p
     timed(results, "sasrec", 1, 20.0, resumed=True)
     # GRU4Rec: one trial of its rule finished (6 min)
     timed(results / "tuning" / "zhihu" / "gru4rec" / "lr=1e-2", "gru4rec", 0, 6.0)
+    # Caser: tuned and run before its config changed (3 min): its report is there, its seed 0
+    # is another config's, so the rule and every seed run again
+    timed(results, "caser", 0, 3.0, chash="b" * 16)
+    (results / "tuning").mkdir(exist_ok=True)
+    (results / "tuning" / "zhihu-caser.md").write_text("# report\n")
     plan = write_plan(tmp_path / "p.plan", [
         "old: python -m harness.run --model caser --dataset zhihu --seeds 5 --threads 1",
         "sasrec: python -m harness.run --model sasrec --dataset zhihu --seeds 5 --threads 1",
@@ -381,6 +395,8 @@ def test_left_counts_what_each_job_still_trains_at_the_records_own_minutes(tmp_p
         "&& python -m harness.run --model gru4rec --dataset zhihu --seeds 5 --threads 1",
         "reports [after gru]: python -m harness.tune --model gru4rec --dataset zhihu --threads 1",
         "new: python -m harness.run --model diffurec --dataset zhihu --seeds 2 --threads 1",
+        "changed: python -m harness.tune --model caser --dataset zhihu --threads 1 "
+        "&& python -m harness.run --model caser --dataset zhihu --seeds 5 --threads 1",
     ])
     state = tmp_path / "state"
     state.mkdir()
@@ -394,4 +410,5 @@ def test_left_counts_what_each_job_still_trains_at_the_records_own_minutes(tmp_p
     assert "4 x gru4rec/zhihu at 6.0 min; 4 x gru4rec/zhihu at 6.0 min" in rows["gru"]
     assert "no training" in rows["reports"]  # the rule's trials come from the job before
     assert "never timed" in rows["new"] and "≥0.0" in rows["new"]
-    assert "1.6 CPU-hours left" in out and "never timed: new" in out
+    assert "5 x caser/zhihu at 3.0 min; 4 x caser/zhihu at 3.0 min" in rows["changed"]
+    assert "2.0 CPU-hours left" in out and "never timed: new" in out
