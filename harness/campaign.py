@@ -61,7 +61,6 @@ import argparse
 import contextlib
 import fcntl
 import filecmp
-import json
 import os
 import re
 import shlex
@@ -78,10 +77,10 @@ import numpy as np
 from harness import cli, execute, store
 from harness.errors import HarnessError
 
-#: what ``collect`` brings besides records, tuning and configs: the reports of harness.diagnose,
-#: harness.embeddings and the plan's checks, under results/
-REPORTS = ("diagnostics/*.md", "checks/**/*.md", "embeddings/*/*.json", "embeddings-*.md",
-           "figures/fig3_tsne-*.png", "figures/fig3_tsne-*.pdf")
+#: what ``collect`` brings besides records, guidance sweeps and configs: the tuning reports and
+#: the reports of harness.diagnose, harness.embeddings and the plan's checks, under results/
+REPORTS = ("tuning/*.md", "diagnostics/*.md", "checks/**/*.md", "embeddings/*/*.json",
+           "embeddings-*.md", "figures/fig3_tsne-*.png", "figures/fig3_tsne-*.pdf")
 
 #: how often status.txt is rewritten while jobs run (each job's last log line, minutes)
 STATUS_EVERY_S = 60.0
@@ -411,10 +410,7 @@ def collect(src: Path, dest: Path) -> list[Path]:
         for path in seeds:
             if _copy(path, rdest / path.relative_to(rsrc)):
                 written.append(rdest / path.relative_to(rsrc))
-    for path in sorted((rsrc / "tuning").glob("*.md")):
-        if _copy(path, rdest / "tuning" / path.name):
-            written.append(rdest / "tuning" / path.name)
-    # the reports the plan's diagnostics write (each is rewritten whole by its command)
+    # the reports (each is rewritten whole by its command)
     for pattern in REPORTS:
         for path in sorted(rsrc.glob(pattern)):
             if path.is_file() and _copy(path, rdest / path.relative_to(rsrc)):
@@ -499,7 +495,7 @@ def compare(a: Path, b: Path, datasets: list[str] | None = None) -> list[str]:
     if not paths:
         raise HarnessError(f"no records under {b / 'records'}" + (
             f" for {', '.join(datasets)}" if datasets else "") + "; pass the reproduction's "
-            f"results folder")
+            "results folder")
     lines = []
     for path in paths:
         rel = path.relative_to(b)
@@ -527,12 +523,6 @@ def iso_time(text: str) -> datetime:
     return when
 
 
-#: trainings the tuning rule makes from its start values, by kind of model (lr 1e-2, 1e-3, 1e-4;
-#: then weight decay 1e-4 and one beyond for a baseline, or T 50, 200, 1000 for DreamRec); an
-#: edge best adds one more per outward step, so these are lower bounds
-RULE_TRIALS = {"baseline": 5, "guided": 3, "dreamrec": 6}
-
-
 def _steps(command: str) -> list[tuple[str, argparse.Namespace]]:
     """The ``python -m harness.<module>`` steps of a job's command with the arguments that
     size them (the rest ignored)."""
@@ -554,6 +544,20 @@ def _steps(command: str) -> list[tuple[str, argparse.Namespace]]:
 
 def _seed_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("seed*.json")) if folder.is_dir() else []
+
+
+def rule_trials(model: str) -> int:
+    """Trainings the tuning rule makes from its start values: the learning rates, then the
+    weight decays other than the lr stage's and one beyond (a baseline) or the T values other
+    than the lr stage's (DreamRec); an edge best adds one per outward step, so a lower bound."""
+    from harness import tune  # torch: not for the queue's own process
+
+    lrs = len(tune.RULE_LR_START)
+    if model == "dreamrec":
+        return lrs + sum(t != tune.RULE_T_FIXED for t in tune.RULE_TIMESTEPS)
+    if tune.is_guided(model):
+        return lrs
+    return lrs + sum(w != tune.RULE_WD_FIXED for w in tune.RULE_WD_START) + 1
 
 
 def seed_minutes(results: Path, dataset: str, model: str) -> tuple[float, int] | None:
@@ -615,8 +619,7 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
             for values in tune.parse_grid(a.grid, a.model).values():
                 wanted *= len(values)
         else:
-            wanted = RULE_TRIALS["dreamrec" if a.model == "dreamrec" else
-                                 "guided" if tune.is_guided(a.model) else "baseline"]
+            wanted = rule_trials(a.model)
         adopts = not a.config and not a.set and not tune.is_guided(a.model)
         seed0 = argparse.Namespace(model=a.model, dataset=a.dataset, config=None, set=[])
         # a report means the search ran to its end, unless the config changed since: then the
@@ -646,10 +649,12 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
     return []
 
 
-def left(plan: Path, state: Path, root: Path, results: Path, slots: int) -> list[str]:
-    """What is left of a plan, in CPU-hours by the records' own run times (the lines printed)."""
+def left(plan: Path, state: Path, root: Path, slots: int) -> list[str]:
+    """What is left of a plan run in the checkout ``root``, in CPU-hours by the records' own
+    run times (the lines printed)."""
     rows, total, untimed = [], 0.0, []
     planned: dict[tuple, int] = {}
+    minutes_of: dict[tuple[str, str], tuple[float, int] | None] = {}  # one scan a model
     for job in read_plan(plan):
         if (state / f"{job.name}.done").exists():
             continue
@@ -660,7 +665,9 @@ def left(plan: Path, state: Path, root: Path, results: Path, slots: int) -> list
             for dataset, model, n in runs_left(module, a, root, planned):
                 if n == 0:
                     continue
-                per = seed_minutes(results, dataset, model)
+                if (dataset, model) not in minutes_of:
+                    minutes_of[dataset, model] = seed_minutes(root / "results", dataset, model)
+                per = minutes_of[dataset, model]
                 if per is None:
                     unknown = True
                     basis.append(f"{n} x {model}/{dataset} (never timed)")
@@ -731,9 +738,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"dropped {len(dropped)} records created before {args.before}")
             return 0
         if args.command == "left":
-            if not args.plan.is_file():
-                raise HarnessError(f"no plan file {args.plan}")
-            for line in left(args.plan, args.state, args.clone, args.clone / "results", args.jobs):
+            for line in left(args.plan, args.state, args.clone, args.jobs):
                 print(line)
             return 0
         if args.command == "compare":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 DATA_DIR = ("folder with the authors' yc/ks/zhihu folders (default: $HARNESS_DATA_DIR, else "
             "../shared/data/dreamrec)")
 RESULTS_DIR = "the results folder to read and write (default: results/)"
@@ -9,6 +11,16 @@ SET = "override a setting of the config file, e.g. --set lr=0.005 (repeatable)"
 SEEDS = "number of seeds (default: 5)"
 FIRST_SEED = "seeds are first..first+N-1 (default: 0)"
 THREADS = "torch CPU threads (default: all cores)"
+
+
+def torch_threads(n: int) -> int:
+    """The torch threads of ``--threads n`` where 0 (its default) means every core; HarnessError
+    below 0."""
+    from harness.errors import HarnessError
+
+    if n < 0:
+        raise HarnessError(f"--threads must be >= 1 (0: all cores), got {n}")
+    return n or len(os.sched_getaffinity(0))
 
 
 def device(default: str) -> str:

@@ -23,7 +23,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -75,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             if alt_train != train_cfg:
                 raise HarnessError(f"--against takes model settings of {spec.name}; "
                                    f"{', '.join(against)} include training settings")
-        if args.threads < 0:
-            raise HarnessError(f"--threads must be >= 1 (0: all cores), got {args.threads}")
+        threads = cli.torch_threads(args.threads)
         device = pick_device(args.device)
         splits = load_dataset(args.dataset, args.data_dir)
         _, chash = record_base(spec, args.dataset, splits, model_cfg, train_cfg)
@@ -91,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    torch.set_num_threads(threads)
     model = spec.build(splits.n_items, model_cfg)
     model.load_state_dict(saved["state_dict"])
     model.to(device).eval()

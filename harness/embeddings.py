@@ -25,7 +25,6 @@ Writes ``results/figures/fig3_tsne-<dataset>.png``/``.pdf``, ``results/embedding
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -173,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             row_config(r, args.dataset)
         if args.seed < 0:
             raise HarnessError(f"--seed must be >= 0, got {args.seed}")
-        if args.threads < 0:
-            raise HarnessError(f"--threads must be >= 1 (0: all cores), got {args.threads}")
+        threads = cli.torch_threads(args.threads)
         device = pick_device(args.device)
         splits = load_dataset(args.dataset, args.data_dir)
         res_dir = Path(args.results_dir)
@@ -184,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    torch.set_num_threads(threads)
     trained = target_counts(splits.train, splits.n_items) > 0
     # a row whose table learns through the histories only (dreamrec.detached) leaves these alone
     unread = history_counts(splits.train, splits.n_items) == 0

@@ -116,7 +116,7 @@ def expected_minutes(results_dirs: list[Path], dataset: str, model: str) -> floa
     """What one seed of ``model`` on ``dataset`` took before: the mean run time of its
     validation records in the first of ``results_dirs`` that has any (any config), else None."""
     for res in results_dirs:
-        walls = [table1.record_minutes(r) for r in table1.timed_records(res, dataset, model)]
+        walls = [store.record_minutes(r) for r in table1.timed_records(res, dataset, model)]
         if walls:
             return sum(walls) / len(walls)
     return None

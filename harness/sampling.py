@@ -38,9 +38,8 @@ from harness import cli, store
 from harness.data import DATASETS, SequenceSplits, check_dataset_name, load_dataset
 from harness.errors import HarnessError
 from harness.evaluate import evaluate
-from harness.run import build_model
 from harness.models import get_model
-from harness.run import parse_overrides, pick_device, record_base
+from harness.run import build_model, parse_overrides, pick_device, record_base
 from harness.stats import format_mean_std
 from harness.train import eval_generator, train
 

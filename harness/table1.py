@@ -774,9 +774,6 @@ def record_devices(rec: dict[str, Any]) -> str:
     return "+".join(devices)
 
 
-record_minutes = store.record_minutes
-
-
 #: one line per ``reproduce_table1`` invocation that ran something, under the results folder
 INVOCATIONS = "logs/invocations.jsonl"
 
@@ -824,7 +821,7 @@ def timing(results_dir: Path, datasets: list[str], models: list[str]) -> str:
     for d in datasets:
         for m in models:
             recs = timed_records(results_dir, d, m)
-            walls = [record_minutes(r) for r in recs]
+            walls = [store.record_minutes(r) for r in recs]
             devices = [record_devices(r) for r in recs]
             if walls:
                 m_, s_ = mean_std(walls)
@@ -920,22 +917,19 @@ def popularity_table(t: Table, dataset: str) -> str:
            and rm.shape == groups.shape]
     if base is None or base.shape != groups.shape or seq.shape != groups.shape or not gen:
         return ""
-    present = [g for g in range(6) if np.any(groups == g)]
-    tests = {(r, g): sequence_sign_flip_p(t.cells[(dataset, r)].row_means["hr@20"][groups == g],
-                                          base[groups == g], seq[groups == g],
+    masks = {g: groups == g for g in range(6) if np.any(groups == g)}
+    hits = {r: t.cells[(dataset, r)].row_means["hr@20"] for r in gen}
+    tests = {(r, g): sequence_sign_flip_p(hits[r][m], base[m], seq[m],
                                           np.random.default_rng(PERM_SEED))
-             for r in gen for g in present}
+             for r in gen for g, m in masks.items()}
     adjusted = dict(zip(tests, holm(list(tests.values()))))
     body = []
-    for g in present:
-        mask = groups == g
+    for g, mask in masks.items():
         label = labels[g] if g == 0 else f"fifth {g}: {labels[g]} times"
-        row = [label, f"{int(mask.sum())} ({100 * mask.mean():.1f} %)",
-               f"{100 * base[mask].mean():.2f}"]
-        for r in gen:
-            v = 100 * t.cells[(dataset, r)].row_means["hr@20"][mask].mean()
-            row.append(f"{v:.2f}" + ("†" if adjusted[(r, g)] < ALPHA else ""))
-        body.append(row)
+        body.append([label, f"{int(mask.sum())} ({100 * mask.mean():.1f} %)",
+                     f"{100 * base[mask].mean():.2f}"]
+                    + [f"{100 * hits[r][mask].mean():.2f}" + ("†" if adjusted[(r, g)] < ALPHA
+                                                               else "") for r in gen])
     headers = (["test rows by their target's count as a training target", "rows",
                 f"{row_label(best)} (best classifier)"] + [row_label(r) for r in gen])
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
@@ -1088,12 +1082,21 @@ def save_references(results_dir: Path, dataset: str, checksum: str, popular: dic
         store.write_text(path, text)
 
 
+def _kept(results_dir: Path, dataset: str, checksum: str | None) -> dict[str, Any] | None:
+    """The references file of ``dataset`` when it was computed from the data whose content
+    checksum is ``checksum``, else None."""
+    obj = store.read_json(reference_path(results_dir, dataset))
+    if not obj or checksum is None or obj.get("data_checksum") != checksum:
+        return None
+    return obj
+
+
 def load_groups(results_dir: Path, dataset: str, checksum: str | None
                 ) -> tuple[np.ndarray, list[str]] | None:
     """The test rows' popularity groups and their labels that :func:`save_references` kept for
     the data whose content checksum is ``checksum``, or None (other data, or a file without)."""
-    obj = store.read_json(reference_path(results_dir, dataset))
-    if not obj or checksum is None or obj.get("data_checksum") != checksum:
+    obj = _kept(results_dir, dataset, checksum)
+    if obj is None:
         return None
     try:
         kept = obj["test_target_groups"]
@@ -1112,8 +1115,8 @@ def load_references(results_dir: Path, dataset: str, checksum: str | None
     """What :func:`save_references` kept for ``dataset`` (most-popular metrics, never-trained-
     target rows, test sequence ids or None when the file predates them), when it was computed
     from the data whose content checksum is ``checksum`` (that of the records); else None."""
-    obj = store.read_json(reference_path(results_dir, dataset))
-    if not obj or checksum is None or obj.get("data_checksum") != checksum:
+    obj = _kept(results_dir, dataset, checksum)
+    if obj is None:
         return None
     try:
         bits = obj["cold_test_rows"]
