@@ -37,7 +37,8 @@ a few at a time and survives being stopped, so that the same command line contin
 
 - ``left PLAN --state DIR [--clone CLONE]``: what is left of the plan, job by job, in CPU-hours
   by the records' own run times (the median minutes of one seed of the model on the dataset,
-  from its validation records anywhere under the clone's results, times the trainings each step
+  from its validation records anywhere under the clone's results, those trained with the step's
+  epochs, evaluation cadence and patience when there are any, times the trainings each step
   still has to make: seeds recorded for the config each step would run now, by its hash; the
   tuning rule counted at its fewest trials, all of them when the config changed since);
   a model never timed on a dataset is named.
@@ -71,6 +72,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -560,16 +562,43 @@ def rule_trials(model: str) -> int:
     return lrs + sum(w != tune.RULE_WD_FIXED for w in tune.RULE_WD_START) + 1
 
 
-def seed_minutes(results: Path, dataset: str, model: str) -> tuple[float, int] | None:
+#: the settings that decide how long a seed trains: records made under others time it wrongly
+STOPPING = ("max_epochs", "eval_every", "patience")
+
+
+def seed_minutes(results: Path, dataset: str, model: str,
+                 stopping: dict[str, Any] | None = None) -> tuple[float, int] | None:
     """The median run time in minutes of one seed of ``model`` on ``dataset`` by its validation
     records anywhere under ``results`` (main records, variants, tuning trials), and how many
-    records that is; None when there are none."""
-    mins = []
+    records that is; None when there are none. With ``stopping`` (the :data:`STOPPING` settings
+    of the config to be run), only the records trained under those settings count, when there
+    are any: a patience raised from 10 to 30 makes every seed run longer."""
+    mins, same = [], []
     for path in Path(results).rglob(f"records/{dataset}/{model}/validation/seed*.json"):
         rec = store.read_record(path)
         if rec and rec.get("status") == "ok" and "total_s" in rec.get("wall", {}):
             mins.append(store.record_minutes(rec))
+            train = (rec.get("config") or {}).get("train") or {}
+            if stopping and all(train.get(k) == v for k, v in stopping.items()):
+                same.append(mins[-1])
+    mins = same or mins
     return (float(np.median(mins)), len(mins)) if mins else None
+
+
+def step_stopping(a: argparse.Namespace, root: Path) -> dict[str, Any] | None:
+    """The :data:`STOPPING` settings of the config a ``run`` or ``tune`` step trains (the
+    clone's config file, then its ``--set``); None when it cannot be read."""
+    from harness import models, run
+
+    try:
+        spec = models.get_model(a.model)
+        config = root / (a.config or Path("harness") / "configs" / a.dataset
+                         / f"{spec.name}.toml")
+        _, train = spec.configs(a.dataset, run.parse_overrides(getattr(a, "set", None) or []),
+                                config_file=config)
+    except HarnessError:
+        return None
+    return {k: getattr(train, k) for k in STOPPING}
 
 
 def _done_seeds(a: argparse.Namespace, root: Path, results: Path, n: int) -> int | None:
@@ -654,7 +683,7 @@ def left(plan: Path, state: Path, root: Path, slots: int) -> list[str]:
     run times (the lines printed)."""
     rows, total, untimed = [], 0.0, []
     planned: dict[tuple, int] = {}
-    minutes_of: dict[tuple[str, str], tuple[float, int] | None] = {}  # one scan a model
+    minutes_of: dict[tuple, tuple[float, int] | None] = {}  # one scan a model and settings
     for job in read_plan(plan):
         if (state / f"{job.name}.done").exists():
             continue
@@ -662,12 +691,15 @@ def left(plan: Path, state: Path, root: Path, slots: int) -> list[str]:
             "failed" if (state / f"{job.name}.failed").exists() else "left")
         minutes, basis, unknown = 0.0, [], False
         for module, a in _steps(job.command):
+            stopping = (step_stopping(a, root) if module in ("run", "tune")
+                        and getattr(a, "model", None) and getattr(a, "dataset", None) else None)
             for dataset, model, n in runs_left(module, a, root, planned):
                 if n == 0:
                     continue
-                if (dataset, model) not in minutes_of:
-                    minutes_of[dataset, model] = seed_minutes(root / "results", dataset, model)
-                per = minutes_of[dataset, model]
+                key = (dataset, model, tuple(sorted((stopping or {}).items())))
+                if key not in minutes_of:
+                    minutes_of[key] = seed_minutes(root / "results", dataset, model, stopping)
+                per = minutes_of[key]
                 if per is None:
                     unknown = True
                     basis.append(f"{n} x {model}/{dataset} (never timed)")

@@ -16,6 +16,7 @@ import pytest
 
 from harness import campaign, store
 from harness.errors import HarnessError
+from harness.models import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -412,3 +413,42 @@ def test_left_counts_what_each_job_still_trains_at_the_records_own_minutes(tmp_p
     assert "never timed" in rows["new"] and "≥0.0" in rows["new"]
     assert "5 x caser/zhihu at 3.0 min; 4 x caser/zhihu at 3.0 min" in rows["changed"]
     assert "2.0 CPU-hours left" in out and "never timed: new" in out
+
+
+def test_left_times_a_step_by_the_records_made_with_its_stopping_settings(tmp_path, capsys,
+                                                                         monkeypatch):
+    # ml-100k AdaRanker's config went from patience 10 (seeds of ~16 min) to 30 (~75 min): the
+    # seeds still to run are timed by the record made with patience 30, not by the median of all
+    root = checkout(tmp_path / "clone")
+    results = root / "results"
+    (root / "harness" / "configs" / "zhihu" / "sasrec.toml").write_text(
+        (CONFIG_DIR / "zhihu" / "sasrec.toml").read_text().replace("patience = 10",
+                                                                  "patience = 30"))
+    monkeypatch.setattr(campaign, "_done_seeds", lambda a, root_, results_, n: 0)
+
+    def timed(folder, seed, minutes, patience):
+        path = fake_record(folder, "zhihu", "sasrec", "a" * 16, seed)
+        rec = json.loads(path.read_text())
+        rec["wall"] = {"total_s": 60.0 * minutes}
+        rec["config"] = {"train": {"max_epochs": 1000, "eval_every": 1, "patience": patience}}
+        path.write_text(json.dumps(rec))
+
+    for seed in range(3):
+        timed(results, seed, 10.0, patience=10)
+    timed(results / "checks", 0, 70.0, patience=30)
+    plan = write_plan(tmp_path / "p.plan", [
+        "p30: python -m harness.run --model sasrec --dataset zhihu --seeds 2 --threads 1",
+        "p10: python -m harness.run --model sasrec --dataset zhihu --seeds 2 --threads 1 "
+        "--set patience=10 --results-dir results/other",
+        "p5: python -m harness.run --model sasrec --dataset zhihu --seeds 2 --threads 1 "
+        "--set patience=5 --results-dir results/other5",
+    ])
+    state = tmp_path / "state"
+    state.mkdir()
+    assert campaign.main(["left", str(plan), "--state", str(state), "--clone", str(root)]) == 0
+    rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ")}
+    assert "2 x sasrec/zhihu at 70.0 min" in rows["p30"]
+    assert "2 x sasrec/zhihu at 10.0 min" in rows["p10"]
+    # no record made with patience 5: the median of them all
+    assert "2 x sasrec/zhihu at 10.0 min" in rows["p5"]
