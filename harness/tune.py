@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from harness import cli, execute, run, store
+from harness import cli, execute, run, store, table1
 from harness.run import is_guided
 from harness.errors import HarnessError
 from harness.models import get_model, render_config
@@ -255,7 +255,8 @@ class Search:
             return None
         self.progress["left"] += len(trials)
         store.check_writable(self.logs, "--results-dir")
-        todo = [execute.Job(t.name, t.argv, self.logs / f"{t.name}.log") for t in trials]
+        per = self.trial_seconds()
+        todo = [execute.Job(t.name, t.argv, self.logs / f"{t.name}.log", per) for t in trials]
         jobs = self.jobs or max(1, len(todo))
         here = jobs == 1 and self.where.address is None and not self.prune
         print(f"{len(todo)} trial(s), {jobs} at a time ({self.threads} CPU thread(s) each"
@@ -289,6 +290,19 @@ class Search:
             print(f"error: trial {o.job.name} failed (exit {o.exit}): "
                   f"{o.reason() or 'no error line'}; its log: {o.job.log}", file=sys.stderr)
         return 2 if refused else None
+
+    def trial_seconds(self) -> float | None:
+        """What one trial is expected to take, for the time-left estimate: its seeds at the
+        median run time of a seed of this search's finished trials (any config), else of the
+        model's records in the results folder; None when neither has one."""
+        d, m = self.args.dataset, self.args.model
+        mins = [store.record_minutes(r) for r in (
+            store.read_record(p) for p in self.root.glob(f"*/records/{d}/{m}/validation/seed*.json"))
+            if r and r.get("status") == "ok" and "total_s" in r.get("wall", {})]
+        if not mins:
+            mins = [store.record_minutes(r)
+                    for r in table1.timed_records(Path(self.args.results_dir), d, m)]
+        return 60 * self.seeds * float(np.median(mins)) if mins else None
 
     def records(self, t: Trial, protocol: str = "validation") -> list[dict[str, Any]]:
         """The trial's finished records of its own config."""

@@ -202,3 +202,37 @@ def test_tuning_rewrites_the_train_line_of_a_config_header_and_keeps_its_sources
     path.write_text("# Source A.\n# Source B.\n\n[model]" + body)
     assert tune.main(argv) == 0
     assert path.read_text().startswith("# Source A.\n# Source B.\n# [train]: lr 1e-3")
+
+
+def test_a_trial_is_expected_to_take_what_the_searchs_finished_trials_took(tmp_path, configs,
+                                                                          monkeypatch):
+    # the time-left estimate of a resumed or later stage counts each trial at the median run
+    # time of the trials finished before it (none before the first stage: "never timed")
+    calls = []
+    fake_runs(monkeypatch, lambda lr, wd: 0.1 - lr - wd, calls)  # best at the lowest lr, wd
+    minutes = {1e-2: 1.0, 1e-3: 3.0, 1e-4: 4.0}
+    command = run.command
+
+    def timed(args, progress=None):
+        code = command(args, progress)
+        prep = run.prepare(args)
+        for protocol in ("validation", "published"):
+            path = store.record_path(prep.home, args.dataset, args.model, protocol, 0)
+            rec = json.loads(path.read_text())
+            rec["wall"] = {"total_s": 60.0 * minutes.get(prep.train_cfg.lr, 10.0)}
+            path.write_text(json.dumps(rec))
+        return code
+
+    monkeypatch.setattr(run, "command", timed)
+    expected = []
+    run_jobs = tune.execute.run_jobs
+
+    def watched(todo, *a, **kw):
+        expected.append([j.expected_s for j in todo])
+        return run_jobs(todo, *a, **kw)
+
+    monkeypatch.setattr(tune.execute, "run_jobs", watched)
+    assert tune.main(["--model", "gru4rec", "--dataset", "ml-100k", "--results-dir",
+                      str(tmp_path / "res"), "--jobs", "1"]) == 0
+    assert expected[0] == [None, None, None]  # lr 1e-2, 1e-3, 1e-4: nothing timed yet
+    assert expected[1] == [180.0]  # lr 5e-5: the median of 1, 3 and 4 minutes
