@@ -514,17 +514,6 @@ def compare(a: Path, b: Path, datasets: list[str] | None = None) -> list[str]:
     return lines
 
 
-def iso_time(text: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise HarnessError(f"expected an ISO time such as 2026-12-03T00:00:00+00:00, got "
-                           f"{text!r}") from None
-    if when.tzinfo is None:
-        raise HarnessError(f"{text} needs a time zone (records' times have one), e.g. {text}+00:00")
-    return when
-
-
 def _steps(command: str) -> list[tuple[str, argparse.Namespace]]:
     """The ``python -m harness.<module>`` steps of a job's command with the arguments that
     size them (the rest ignored)."""
@@ -762,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return run_plan(args.plan, args.state, args.jobs, args.retry_failed)
         if args.command == "drop-older":
-            before = iso_time(args.before)
+            before = cli.iso_time(args.before, "--before")
             missing = [str(f) for f in args.folders if not f.is_dir()]
             if missing:
                 raise HarnessError(f"no such folder: {', '.join(missing)}")
@@ -783,7 +772,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(but for {', '.join(CIRCUMSTANCES)})", file=sys.stderr)
             return 1 if lines else 0
         if args.command == "update":
-            before = iso_time(args.drop_older) if args.drop_older else None
+            before = cli.iso_time(args.drop_older, "--drop-older") if args.drop_older else None
             print(f"{args.clone} at {update(args.clone)[:12]}")
             if before is not None:
                 dropped = drop_older(before, [args.clone / "results" / sub

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 
 DATA_DIR = ("folder with the authors' yc/ks/zhihu folders (default: $HARNESS_DATA_DIR, else "
             "../shared/data/dreamrec)")
@@ -65,3 +66,19 @@ def cluster(args, jobs: int, threads: int):
         raise HarnessError("--address is empty; give the cluster's address (e.g. --address "
                            "auto, or the host:port that `ray start --head` printed)")
     return Cluster(args.address, threads, gpus)
+
+
+def iso_time(text: str, option: str) -> datetime:
+    """``text`` as a timezone-aware time (records' "created" times have one); HarnessError,
+    one line naming ``option``, otherwise."""
+    from harness.errors import HarnessError
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise HarnessError(f"{option} expects an ISO time such as 2026-12-03T00:00:00+00:00, "
+                           f"got {text!r}") from None
+    if when.tzinfo is None:
+        raise HarnessError(f"{option} {text} needs a time zone (records' times have one), e.g. "
+                           f"{when.isoformat()}+00:00")
+    return when

@@ -191,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a setting for every model (KEY=VALUE) or for one "
                     "(dreamrec.w=2); the records' config hash follows")
     ap.add_argument("--render-only", action="store_true", help="run nothing; render what exists")
+    ap.add_argument("--since", default=None, metavar="TIME",
+                    help="mark (°) every cell with a record made before TIME (ISO 8601 with a "
+                    "time zone, e.g. 2026-12-03T00:00:00+00:00): rows still to be rerun on "
+                    "newer code")
     ap.add_argument("--readme", type=Path, default=None, metavar="FILE",
                     help="also rewrite the Table 1 block of FILE (between its table1:begin and "
                     "table1:end markers) with the validation-selected table and its reading")
@@ -219,6 +223,7 @@ def command(args: argparse.Namespace) -> int:
         extras = [r for r in rows if r not in models]  # presets, then the block beyond the paper
         if args.seeds < 1:
             raise HarnessError(f"--seeds must be >= 1, got {args.seeds}")
+        since = cli.iso_time(args.since, "--since") if args.since else None
         if args.jobs is not None and args.jobs < 1:
             raise HarnessError(f"--jobs must be >= 1, got {args.jobs} (leave it out for one run "
                                f"per core)")
@@ -318,6 +323,8 @@ def command(args: argparse.Namespace) -> int:
         print("nothing to run: every run of the table is recorded", file=sys.stderr)
     tables = [table1.build(args.results_dir, p, shown, models, missing_data, args.quick, homes,
                            extras) for p in protocols]
+    for t in tables:
+        t.since = since
     references, cold_rows, sequences, groups = {}, {}, {}, {}
     for d in shown:
         if d in loaded:

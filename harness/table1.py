@@ -19,6 +19,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ ALPHA = 0.05
 #: seed of the Monte-Carlo sign flips, the same for every comparison (p does not depend on order)
 PERM_SEED = 0
 OURS = "dreamrec"
+#: the mark of a cell with a record made before the table's ``since`` (older code)
+OLDER = "°"
 #: rows that are the harness's own code (no IPS or AdaRanker recommender in the DreamRec or DROS
 #: releases; the DreamRec release holds AdaRanker's modules and a propensity, unused)
 HARNESS_CODE = ("ips", "adaranker")
@@ -98,6 +101,8 @@ class Cell:
     model_configs: list[dict[str, Any]] = field(default_factory=list)
     n_items: int = 0
     data_checksum: str | None = None
+    #: each finished record's "created" time (ISO 8601)
+    created: list[str] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -164,6 +169,7 @@ def load_cells(results_dir: Path, protocol: str, datasets: list[str], models: li
                     cell.failed += 1
                     continue
                 cell.seeds.append(int(rec["seed"]))
+                cell.created.append(str(rec.get("created", "")))
                 cell.n_items = int(rec.get("n_items", 0))
                 cell.data_checksum = rec.get("data_checksum")
                 cell.devices.add(record_devices(rec))
@@ -301,6 +307,14 @@ class Table:
     #: the best baseline of the column (``beyond_comparisons``)
     extras: list[str] = field(default_factory=list)
     beyond_comparisons: dict[tuple[str, str, str], Comparison] = field(default_factory=dict)
+    #: a time (timezone-aware): cells with a record made before it are marked OLDER
+    since: datetime | None = None
+
+    def older(self, cell: Cell | None) -> bool:
+        """Whether ``cell`` has a record made before :attr:`since` (an undated one counts)."""
+        if self.since is None or cell is None:
+            return False
+        return any(not c or datetime.fromisoformat(c) < self.since for c in cell.created)
 
     @property
     def presets(self) -> list[str]:
@@ -386,6 +400,8 @@ def _cell_text(t: Table, dataset: str, model: str, metric: str, bold, under, fmt
         text = bold(text)
     elif placed and placed[1] == model:
         text = under(text)
+    if t.older(cell):
+        text += mark(OLDER)
     if model == OURS and t.marker(dataset, metric):
         text += mark(t.marker(dataset, metric))
     if t.beyond_marker(dataset, metric, model):
@@ -443,6 +459,11 @@ def footnotes(t: Table) -> list[str]:
         f"the statistic but stays in the sample.",
         SELECTION_GAP_NOTE,
     ]
+    older = [f"{d} {row_label(m)}" for d in t.datasets for m in t.rows
+             if t.older(t.cells.get((d, m))) and t.cells[(d, m)].n]
+    if older:
+        notes.append(f"{OLDER} A record made before {t.since.isoformat()} (--since), on the code of "
+                     f"that time or older, is among the cell's: " + "; ".join(older) + ".")
     for row in t.presets:
         model = PAPER_NAMES.get(row_model(row), row_model(row))
         notes.append(f"{row_label(row)}: {model} with the settings its authors published for the "
@@ -560,7 +581,7 @@ _TEX = {"\\": r"\textbackslash{}", "%": r"\%", "_": r"\_", "&": r"\&", "#": r"\#
         "<": "$<$", ">": "$>$", "|": "$|$", "*": "$^*$", "`": "'", "/": r"/\allowbreak{}",
         "±": r"$\pm$", "†": r"$^\dagger$", "‡": r"$^\ddagger$", "—": "---", "–": "--",
         "−": "$-$", "×": r"$\times$", "≤": r"$\leq$", "≥": r"$\geq$", "≈": r"$\approx$",
-        "·": r"$\cdot$", "…": r"\dots{}", "’": "'", "‘": "`", "“": "``", "”": "''"}
+        "·": r"$\cdot$", "°": r"$^\circ$", "…": r"\dots{}", "’": "'", "‘": "`", "“": "``", "”": "''"}
 
 
 def _tex_escape(s: str) -> str:
@@ -570,7 +591,7 @@ def _tex_escape(s: str) -> str:
 
 def _tex_marks(marks: str) -> str:
     """Significance marks ("*", "†") as one superscript."""
-    return "$^{" + marks.replace("†", r"\dagger") + "}$"
+    return "$^{" + marks.replace("†", r"\dagger").replace(OLDER, r"\circ") + "}$"
 
 
 TEX_NO_RESULT = "--"  # a cell without a result (not run, failed, data missing; table1.md says which)

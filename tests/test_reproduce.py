@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -221,7 +222,10 @@ def test_without_the_data_the_committed_table_renders_from_its_records(tmp_path,
     for part in ("records", "references"):
         shutil.copytree(committed / part, tmp_path / part)
     monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "no-data"))
-    assert main(["--render-only", "--results-dir", str(tmp_path)]) == 0
+    # rendered as committed: with the campaign's --since when the committed table has one
+    since = re.search(r"made before (\S+) \(--since\)", (committed / "table1.md").read_text())
+    assert main(["--render-only", "--results-dir", str(tmp_path)]
+                + (["--since", since.group(1)] if since else [])) == 0
 
     def lines(path):  # a missing dataset's reason names what is missing on this machine, and
         # the last invocation's line comes from a log that is not committed
@@ -737,3 +741,27 @@ def test_the_popularity_table_marks_where_a_generative_row_beats_the_best_classi
     obj["test_target_groups"]["digits"] = obj["test_target_groups"]["digits"][:-1] + "9"
     table1.reference_path(tmp_path, "d").write_text(json.dumps(obj))
     assert table1.load_groups(tmp_path, "d", "abc") is None  # a damaged file is not read
+
+
+def test_since_marks_the_cells_with_a_record_made_before_it():
+    """A campaign rerunning rows on new code: --since marks (°) each cell with an older record,
+    in Markdown and LaTeX, and the notes name them; without it nothing is marked."""
+    old = _cell("d", "gru4rec", [0.01, 0.012])
+    old.created = ["2026-11-28T10:00:00+00:00", "2026-12-04T10:00:00+00:00"]  # one seed old
+    new = _cell("d", "sasrec", [0.02, 0.03])
+    new.created = ["2026-12-04T10:00:00+00:00", "2026-12-05T01:00:00+00:00"]
+    t = table1.Table("validation", ["d"], ["gru4rec", "sasrec"],
+                     {("d", "gru4rec"): old, ("d", "sasrec"): new}, {}, {})
+    assert "°" not in table1.markdown(t) and r"\circ" not in table1.latex_body(t)
+    t.since = datetime.fromisoformat("2026-12-03T00:00:00+00:00")
+    md = table1.markdown(t)
+    assert "<u>1.10 ± 0.14</u>°" in md and "**2.50 ± 0.71**°" not in md
+    assert "made before 2026-12-03T00:00:00+00:00 (--since)" in md
+    assert "is among the cell's: d GRU4Rec." in md
+    assert r"$^{\circ}$" in table1.latex_body(t)
+
+
+def test_since_must_be_a_time_with_a_zone(tmp_path, capsys):
+    assert main(["--render-only", "--results-dir", str(tmp_path), "--since", "2026-12-03"]) == 2
+    assert "needs a time zone" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing written
