@@ -385,11 +385,16 @@ def collect(src: Path, dest: Path) -> list[Path]:
         if rec is None or rec.get("status") != "ok" or not path.with_suffix(".npz").exists():
             continue
         finished.append((path, rel, rec))
-    # main records of a config: its folder is set aside for it first, as a configured run does
-    homes = {(rec["dataset"], rec["model"], rec["config_hash"])
-             for _, rel, rec in finished if rel.parts[0] == "records"}
-    for dataset, model, chash in sorted(homes):
-        store.set_aside(rdest, dataset, model, keep=chash)
+    # a config's records in a results folder's own records/ (the main one, a tuning trial's, a
+    # check's; not a variants/<hash>/ one, which holds its hash only): that folder is set aside
+    # for it first, as a configured run does
+    homes = set()
+    for _, rel, rec in finished:
+        root = rel.parts[:rel.parts.index("records")]
+        if not (len(root) >= 2 and root[-2] == store.VARIANTS):
+            homes.add((root, rec["dataset"], rec["model"], rec["config_hash"]))
+    for root, dataset, model, chash in sorted(homes):
+        store.set_aside(rdest.joinpath(*root), dataset, model, keep=chash)
     for path, rel, new in finished:
         target = rdest / rel
         if target.exists():

@@ -14,6 +14,7 @@ overwritten by another config's.
 
 from __future__ import annotations
 
+import filecmp
 import functools
 import hashlib
 import json
@@ -98,7 +99,14 @@ def set_aside(results_dir: Path, dataset: str, model: str, keep: str) -> list[tu
     with its JSON. A destination that exists is never replaced: HarnessError, nothing moved."""
     outgoing = [(path, variant_dir(results_dir, chash) / path.relative_to(results_dir))
             for path, chash in record_hashes(results_dir, dataset, model).items() if chash != keep]
+    # a record already set aside (the same bytes there, as a collected copy of a clone that set
+    # it aside itself) only leaves this folder
+    copies = [(src, dest) for src, dest in outgoing if same_record(src, dest)]
+    outgoing = [m for m in outgoing if m not in copies]
     check_free(outgoing, results_dir)
+    for src, _ in copies:
+        src.with_suffix(".npz").unlink(missing_ok=True)
+        src.unlink()
     leaving = {src for src, _ in outgoing}
     kept = variant_dir(results_dir, keep)
     incoming = [(path, Path(results_dir) / path.relative_to(kept))
@@ -106,6 +114,14 @@ def set_aside(results_dir: Path, dataset: str, model: str, keep: str) -> list[tu
     incoming = [(src, dest) for src, dest in incoming if dest in leaving or not dest.exists()]
     move_records(outgoing + incoming)  # out first: a seed coming back takes the place freed
     return outgoing + incoming
+
+
+def same_record(a: Path, b: Path) -> bool:
+    """Whether the records ``a`` and ``b`` (JSON, and ``.npz`` when either has one) are the
+    same bytes."""
+    pairs = [(a, b)] + ([(a.with_suffix(".npz"), b.with_suffix(".npz"))]
+                        if a.with_suffix(".npz").exists() or b.with_suffix(".npz").exists() else [])
+    return all(x.is_file() and y.is_file() and filecmp.cmp(x, y, shallow=False) for x, y in pairs)
 
 
 def check_free(moves: list[tuple[Path, Path]], results_dir: Path) -> None:

@@ -205,6 +205,27 @@ def test_collect_sets_the_old_config_aside_and_brings_finished_work_only(tmp_pat
     assert campaign.collect(src, dest) == []
 
 
+def test_collect_sets_a_trials_old_config_aside_when_the_clone_did(tmp_path):
+    # a re-tune at a new patience: the clone's trial folder set its old records aside, and the
+    # checkout, which has collected those old records twice already (the trial's records/ and,
+    # once the clone moved them, its variants/<old>/), takes the new ones without an error
+    src, dest = checkout(tmp_path / "clone"), checkout(tmp_path / "main")
+    old_hash, new_hash = "0" * 16, "1" * 16
+    trial = Path("tuning") / "ml-100k" / "adaranker" / "lr=1e-3"
+    old = fake_record(src / "results" / trial, "ml-100k", "adaranker", old_hash, 0)
+    assert campaign.collect(src, dest)  # the old trial, as collected before the re-tune
+    store.set_aside(src / "results" / trial, "ml-100k", "adaranker", keep=new_hash)  # the run
+    assert campaign.collect(src, dest)  # the clone's variants/<old>/: a second copy arrives
+    new = fake_record(src / "results" / trial, "ml-100k", "adaranker", new_hash, 0)  # finished
+    assert campaign.collect(src, dest)
+    here = dest / "results" / new.relative_to(src / "results")
+    assert store.read_record(here)["config_hash"] == new_hash
+    aside = store.variant_dir(dest / "results" / trial, old_hash) / old.relative_to(
+        src / "results" / trial)
+    assert store.read_record(aside)["config_hash"] == old_hash and aside.with_suffix(".npz").exists()
+    assert campaign.collect(src, dest) == []
+
+
 def test_collect_refuses_a_folder_that_is_not_a_checkout(tmp_path):
     with pytest.raises(HarnessError, match="not a checkout"):
         campaign.collect(tmp_path / "nowhere", tmp_path)
