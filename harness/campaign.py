@@ -588,8 +588,7 @@ def step_stopping(a: argparse.Namespace, root: Path) -> dict[str, Any] | None:
         spec = models.get_model(a.model)
         config = root / (a.config or Path("harness") / "configs" / a.dataset
                          / f"{spec.name}.toml")
-        _, train = spec.configs(a.dataset, run.parse_overrides(getattr(a, "set", None) or []),
-                                config_file=config)
+        _, train = spec.configs(a.dataset, run.parse_overrides(a.set), config_file=config)
     except HarnessError:
         return None
     return {k: getattr(train, k) for k in STOPPING}
@@ -685,8 +684,8 @@ def left(plan: Path, state: Path, root: Path, slots: int) -> list[str]:
             "failed" if (state / f"{job.name}.failed").exists() else "left")
         minutes, basis, unknown = 0.0, [], False
         for module, a in _steps(job.command):
-            stopping = (step_stopping(a, root) if module in ("run", "tune")
-                        and getattr(a, "model", None) and getattr(a, "dataset", None) else None)
+            stopping = (step_stopping(a, root) if module in ("run", "tune") and a.model
+                        and a.dataset else None)
             for dataset, model, n in runs_left(module, a, root, planned):
                 if n == 0:
                     continue

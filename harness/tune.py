@@ -296,9 +296,8 @@ class Search:
         median run time of a seed of this search's finished trials (any config), else of the
         model's records in the results folder; None when neither has one."""
         d, m = self.args.dataset, self.args.model
-        mins = [store.record_minutes(r) for r in (
-            store.read_record(p) for p in self.root.glob(f"*/records/{d}/{m}/validation/seed*.json"))
-            if r and r.get("status") == "ok" and "total_s" in r.get("wall", {})]
+        mins = [store.record_minutes(r) for trial in sorted(self.root.glob("*"))
+                for r in table1.timed_records(trial, d, m)]
         if not mins:
             mins = [store.record_minutes(r)
                     for r in table1.timed_records(Path(self.args.results_dir), d, m)]
