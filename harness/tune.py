@@ -239,6 +239,21 @@ class Search:
         self.trials[name] = t
         return t
 
+    def folder_trials(self) -> list[Trial]:
+        """Every trial this search's folder holds a folder for (``KEY=V,KEY=V``: the rule's,
+        a plain grid's), made as this search makes its own; one whose settings no longer
+        check (a key this model lost) is left out."""
+        out = []
+        for d in sorted(self.root.iterdir()) if self.root.is_dir() else []:
+            pairs = [kv.split("=", 1) for kv in d.name.split(",")]
+            if not d.is_dir() or any(len(kv) != 2 or not kv[0] for kv in pairs):
+                continue
+            try:
+                out.append(self.trial(dict(pairs), "other"))
+            except HarnessError:
+                continue
+        return out
+
     def pruned(self, t: Trial) -> dict | None:
         """What successive halving kept of a trial it stopped (``pruned.json`` in its folder:
         its best validation NDCG@20, that epoch, its evaluations), or None."""
@@ -470,7 +485,8 @@ def rule_search(search: Search, spec, args, given) -> int:
                f"{RULE_WD_FIXED}, whose decay is inert too, bit for bit)." if skipped else ""))
     cmd_text = (f"python -m harness.tune --model {args.model} --dataset {args.dataset}"
                 + (" --prune" if args.prune else ""))
-    return report(search, spec, args, given, done, cmd_text, rule)
+    others = [t for t in search.folder_trials() if t not in done]
+    return report(search, spec, args, given, done, cmd_text, rule, others)
 
 
 def seed_spread(results_dir: Path, dataset: str, model: str) -> tuple[float, int] | None:
@@ -488,10 +504,44 @@ def trial_minutes(recs: list[dict[str, Any]]) -> float:
     return sum(store.record_minutes(r) for r in recs if "total_s" in r.get("wall", {}))
 
 
+def elsewhere(search: Search, args, others: list[Trial], best: Trial | None,
+              spread: tuple[float, int] | None) -> str:
+    """What the finished trials of the search's folder beyond the rule's (a plain grid's)
+    say of the rule's choice: the best of them all, and whether the rule chose it; "" when
+    there are none."""
+    scored = {t.name: search.score(t) for t in others}
+    ok = [t for t in others if scored[t.name] is not None]
+    if not ok or best is None:
+        return ""
+    top = max(ok, key=lambda t: scored[t.name][0])
+    grid = Path(args.results_dir) / "tuning" / f"{args.dataset}-{search.label}-grid.md"
+    where = (f" (a plain grid's: {_shown(grid)})" if grid.is_file() else "")
+    own, other = search.score(best)[0][0], scored[top.name][0][0]
+
+    def named(t: Trial, w: str | None) -> str:
+        return ", ".join(f"{k}={v}" for k, v in t.point.items()) + (
+            f", {w}" if w else "")
+    if other <= own:
+        return (f"This search's folder holds {len(ok)} finished trial(s) beyond the rule's"
+                f"{where}, trained and ranked the same way; none is above the rule's choice "
+                f"(the best of them, {named(top, scored[top.name][1])}, reaches "
+                f"{other * 100:.3f} %): the wider search chooses what the rule chose.\n")
+    tie = (spread is not None and other - own <= spread[0])
+    return (f"This search's folder holds {len(ok)} finished trial(s) beyond the rule's{where}, "
+            f"trained and ranked the same way. The best of them all is "
+            f"**{named(top, scored[top.name][1])}** at validation NDCG@20 {other * 100:.3f} %, "
+            f"{(other - own) * 100:.3f} points above the rule's choice: "
+            + ("within one seed's std, a tie" if tie else "more than one seed's std"
+               if spread else "no seed spread to call a tie by")
+            + ". The config takes the rule's choice (the rule is the harness's one for every "
+            "row).\n")
+
+
 def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str,
-           rule: str) -> int:
+           rule: str, others: list[Trial] = ()) -> int:
     """The tuning report, the chosen settings written into the config file, and the winning
-    trial's records taken as the config's seed-0 run when they are its own."""
+    trial's records taken as the config's seed-0 run when they are its own; ``others``: the
+    folder's trials beyond the rule's, set against its choice."""
     scored = {t.name: search.score(t) for t in trials}
     ok = [t for t in trials if scored[t.name] is not None]
     best = max(ok, key=lambda t: scored[t.name][0]) if ok else None
@@ -540,6 +590,8 @@ def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str
             f"Validation metrics of the selected state, mean over {search.seeds} seed(s); "
             f"test metrics play no part. {spread_text}\n\n{table}\n\n"
             f"Chosen by validation NDCG@20: **{chosen_text}**\n\n"
+            + (f"{note}\n" if (note := elsewhere(search, args, list(others), best, spread))
+               else "") +
             f"Cost: {len(trials)} trials, {minutes:.0f} CPU-minutes by the records' own run "
             f"times.\n")
     # a plain grid's report beside the rule's, not over it

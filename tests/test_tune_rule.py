@@ -236,3 +236,43 @@ def test_a_trial_is_expected_to_take_what_the_searchs_finished_trials_took(tmp_p
                       str(tmp_path / "res"), "--jobs", "1"]) == 0
     assert expected[0] == [None, None, None]  # lr 1e-2, 1e-3, 1e-4: nothing timed yet
     assert expected[1] == [180.0]  # lr 5e-5: the median of 1, 3 and 4 minutes
+
+
+def test_the_rules_report_sets_a_plain_grids_trials_in_its_folder_against_its_choice(
+        tmp_path, configs, monkeypatch):
+    """A plain grid searched first in the same folder (as the paper's DreamRec grid is):
+    the rule reuses the trials it shares and its report says whether the grid's best is its
+    own choice."""
+    calls = []
+    # best at lr 5e-3, which the rule never tries (1e-2 is its edge best and the grid ends)
+    fake_runs(monkeypatch, lambda lr, wd: 0.1 - abs(math.log10(lr) - math.log10(5e-3)) / 100,
+              calls)
+    res = tmp_path / "res"
+    common = ["--model", "sasrec", "--dataset", "ml-100k", "--results-dir", str(res),
+              "--jobs", "1", "--no-write-config"]
+    assert tune.main([*common, "--grid", "lr=1e-2,5e-3", "--grid", "weight_decay=1e-6"]) == 0
+    assert calls == [(1e-2, 1e-6), (5e-3, 1e-6)]
+    calls.clear()
+    assert tune.main(common) == 0
+    assert (1e-2, 1e-6) not in calls  # the grid's trial, reused
+    report = (res / "tuning" / "ml-100k-sasrec.md").read_text()
+    assert "Chosen by validation NDCG@20: **lr=1e-2, weight_decay=" in report
+    line = next(x for x in report.splitlines() if "beyond the rule's" in x)
+    assert "**lr=5e-3, weight_decay=1e-6**" in line and "ml-100k-sasrec-grid.md" in line
+    assert "no seed spread to call a tie by" in line
+    assert "1 finished trial(s)" in line  # lr 1e-2 is the rule's own trial, not counted twice
+
+
+def test_a_grid_whose_best_the_rule_chose_too_is_said_to_agree(tmp_path, configs, monkeypatch):
+    calls = []
+    fake_runs(monkeypatch, lambda lr, wd: 0.1 - abs(math.log10(lr) + 3) / 100
+              - abs(math.log10(wd) + 6) / 1000, calls)
+    res = tmp_path / "res"
+    common = ["--model", "sasrec", "--dataset", "ml-100k", "--results-dir", str(res),
+              "--jobs", "1", "--no-write-config"]
+    assert tune.main([*common, "--grid", "lr=5e-3,5e-4", "--grid", "weight_decay=1e-6"]) == 0
+    assert tune.main(common) == 0
+    report = (res / "tuning" / "ml-100k-sasrec.md").read_text()
+    assert "Chosen by validation NDCG@20: **lr=1e-3, weight_decay=1e-6**" in report
+    assert "none is above the rule's choice" in report
+    assert "the wider search chooses what the rule chose" in report
