@@ -610,6 +610,25 @@ def _done_seeds(a: argparse.Namespace, root: Path, results: Path, n: int) -> int
                              prep.chash) for s in range(n))
 
 
+def _trials_ran(a: argparse.Namespace, root: Path, results: Path) -> int | None:
+    """How many trials in the folder of a ``tune`` step's search ran for the config each would
+    run now (:meth:`harness.tune.Search.ran`: a trial of a config changed since counts as
+    not run), or None when the search cannot be prepared here."""
+    from harness import tune
+
+    argv = ["--model", a.model, "--dataset", a.dataset, "--results-dir", str(results),
+            "--jobs", "1", "--threads", "1",
+            *(["--config", str(root / a.config)] if a.config else []),
+            *[x for kv in a.set for x in ("--set", kv)]]
+    try:
+        args, passthrough = tune.build_parser().parse_known_args(argv)
+        search = tune.Search(args, passthrough, {})
+        search.extra = tune.trial_extra(a.model, grid=bool(a.grid))
+        return sum(search.ran(t) for t in search.folder_trials())
+    except (HarnessError, SystemExit):
+        return None
+
+
 def runs_left(module: str, a: argparse.Namespace, root: Path,
               planned: dict[tuple, int]) -> list[tuple[str, str, int]]:
     """(dataset, model, trainings still to make) of one step run in the checkout ``root``, by
@@ -631,9 +650,11 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
     if module == "tune" and a.model and a.dataset:
         label = Path(a.config).stem if a.config else a.model
         key = ("trials", str(results), a.dataset, label, bool(a.grid))
-        trials = results / "tuning" / a.dataset / label
-        done = sum(1 for t in (trials.glob("*") if trials.is_dir() else [])
-                   if _seed_files(store.records_dir(t, a.dataset, a.model) / "validation"))
+        done = _trials_ran(a, root, results)
+        if done is None:  # not preparable here (its data missing): the trials with records
+            trials = results / "tuning" / a.dataset / label
+            done = sum(1 for t in (trials.glob("*") if trials.is_dir() else [])
+                       if _seed_files(store.records_dir(t, a.dataset, a.model) / "validation"))
         grid_done = planned.get(("trials", str(results), a.dataset, label, True), 0)
         report = results / "tuning" / f"{a.dataset}-{label}{'-grid' if a.grid else ''}.md"
         if a.grid:
@@ -651,7 +672,7 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
         if (report.is_file() and not stale) or key in planned:
             return []  # (a rerun only rewrites its report)
         planned[key] = wanted
-        n = wanted if stale else max(0, wanted - max(done, grid_done))
+        n = max(0, wanted - max(done, grid_done))  # a trial of the config before counts 0
         if adopts:  # the winning trial is seed 0
             seeds = ("seeds", str(results), a.dataset, a.model, None, ())
             planned[seeds] = max(planned.get(seeds, 0), 1)

@@ -254,6 +254,13 @@ class Search:
                 continue
         return out
 
+    def ran(self, t: Trial) -> bool:
+        """The trial ran to its end for the config it runs now: finished, failed (its seed-0
+        record says so) or pruned."""
+        rec = store.read_record(store.record_path(t.prep.home, self.args.dataset,
+                                                  self.args.model, "validation", TUNING_SEED))
+        return bool(rec and rec.get("config_hash") == t.prep.chash) or bool(self.pruned(t))
+
     def pruned(self, t: Trial) -> dict | None:
         """What successive halving kept of a trial it stopped (``pruned.json`` in its folder:
         its best validation NDCG@20, that epoch, its evaluations), or None."""
@@ -381,9 +388,8 @@ def grid_search(search: Search, spec, args, given) -> int:
     """Every combination of the grid's values (``--grid``)."""
     grid = parse_grid(args.grid, args.model)
     keys = list(grid)
-    if is_guided(args.model) and "w" not in grid:  # w scored without retraining, as the rule does
-        search.extra = ["--protocol", "both", "--set", f"w={RULE_OWN_W}", "--w-variants",
-                        ",".join(f"{w:g}" for w in RULE_W)]
+    if "w" not in grid:  # w scored without retraining, as the rule does
+        search.extra = trial_extra(args.model, grid=True)
     trials = [search.trial(dict(zip(keys, values)), "grid")
               for values in itertools.product(*(grid[k] for k in keys))]
     rc = search.run(trials)
@@ -403,17 +409,25 @@ def grid_search(search: Search, spec, args, given) -> int:
                   f"Grid: {grid_text}.{w_text}{prune_text}")
 
 
+def trial_extra(model: str, grid: bool = False) -> list[str]:
+    """The options every trial of a search passes to ``harness.run`` beside its point's: a
+    model with guidance runs at w = RULE_OWN_W and scores every w of the rule as evaluation
+    variants; the rule's trials record both protocols."""
+    if is_guided(model):
+        return ["--protocol", "both", "--set", f"w={RULE_OWN_W}", "--w-variants",
+                ",".join(f"{w:g}" for w in RULE_W)]
+    return [] if grid else ["--protocol", "both"]
+
+
 def rule_search(search: Search, spec, args, given) -> int:
     """The tuning rule (module docstring), stage by stage; a rerun skips finished trials."""
     search.seeds = 1
     guided = is_guided(args.model)  # DreamRec, PreferDiff: w scored, no weight decay stage
     dreamrec = args.model == "dreamrec"  # and a T stage (PreferDiff keeps its code's T)
+    search.extra = trial_extra(args.model)
     if guided:
-        search.extra = ["--protocol", "both", "--set", f"w={RULE_OWN_W}", "--w-variants",
-                        ",".join(f"{w:g}" for w in RULE_W)]
         fixed = {"timesteps": RULE_T_FIXED} if dreamrec else {}
     else:
-        search.extra = ["--protocol", "both"]
         fixed = {"weight_decay": RULE_WD_FIXED}
     done: list[Trial] = []
 

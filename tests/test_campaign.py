@@ -393,6 +393,12 @@ def test_left_counts_what_each_job_still_trains_at_the_records_own_minutes(tmp_p
 
     monkeypatch.setattr(campaign, "_done_seeds", done_seeds)
 
+    def trials_ran(a, root_, results_):
+        folder = results_ / "tuning" / a.dataset / a.model
+        return sum(done_seeds(a, root_, t, 1) for t in folder.glob("*")) if folder.is_dir() else 0
+
+    monkeypatch.setattr(campaign, "_trials_ran", trials_ran)
+
     def timed(folder, model, seed, minutes, resumed=False, chash=current):
         path = fake_record(folder, "zhihu", model, chash, seed)
         rec = json.loads(path.read_text())
@@ -473,3 +479,33 @@ def test_left_times_a_step_by_the_records_made_with_its_stopping_settings(tmp_pa
     assert "2 x sasrec/zhihu at 10.0 min" in rows["p10"]
     # no record made with patience 5: the median of them all
     assert "2 x sasrec/zhihu at 10.0 min" in rows["p5"]
+
+
+def test_left_counts_only_the_trials_that_ran_for_the_config_each_would_run_now(tmp_path,
+                                                                                 capsys):
+    # a re-tune after the config changed (ml-100k AdaRanker, patience 10 -> 30): a trial folder
+    # holding the config before's record is still to train; a failed trial of the config now
+    # has run
+    from harness import tune
+
+    root = checkout(tmp_path / "clone")
+    results = root / "results"
+    args, passthrough = tune.build_parser().parse_known_args(
+        ["--model", "sasrec", "--dataset", "ml-100k", "--results-dir", str(results),
+         "--jobs", "1", "--threads", "1"])
+    search = tune.Search(args, passthrough, {})
+    search.extra = tune.trial_extra("sasrec")
+    for lr, status, chash in (("1e-2", "failed", None), ("1e-3", "ok", None),
+                              ("1e-4", "ok", "f" * 16)):
+        t = search.trial({"lr": lr, "weight_decay": tune.RULE_WD_FIXED}, "lr")
+        path = fake_record(t.prep.home, "ml-100k", "sasrec", chash or t.prep.chash, 0)
+        rec = json.loads(path.read_text())
+        path.write_text(json.dumps({**rec, "status": status, "wall": {"total_s": 300.0}}))
+    plan = write_plan(tmp_path / "p.plan", [
+        "tune: python -m harness.tune --model sasrec --dataset ml-100k --threads 1"])
+    state = tmp_path / "state"
+    state.mkdir()
+    assert campaign.main(["left", str(plan), "--state", str(state), "--clone", str(root)]) == 0
+    row = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| tune "))
+    # the rule's 5 trials at the fewest, less lr 1e-2 (failed) and 1e-3 (finished)
+    assert "3 x sasrec/ml-100k at 5.0 min" in row
