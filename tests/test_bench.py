@@ -7,7 +7,7 @@ import pytest
 from harness import bench, bench_cost, bench_official
 from harness.errors import HarnessError
 from tests.helpers import to_authors_pickle
-from harness.models import get_model
+from harness.models import CONFIG_DIR, get_model
 
 # A stand-in for github.com/YangZhengyi98/DreamRec: the same command line, the same end-of-epoch
 # line, the same module-level names the timer uses, and a known cost per epoch.
@@ -67,7 +67,9 @@ def data_dir(tmp_path):
 
 
 def test_the_official_epochs_are_timed_from_their_own_epoch_lines(official, data_dir):
-    model_cfg, train_cfg = get_model("dreamrec").configs("zhihu")
+    # the authors' published zhihu preset: T 500, w 4
+    model_cfg, train_cfg = get_model("dreamrec").configs(
+        "zhihu", {}, CONFIG_DIR / "zhihu" / "dreamrec.authors.toml")
     argv = bench_official.official_argv("zhihu", model_cfg, train_cfg, 4)
     assert argv[argv.index("--timesteps") + 1] == "500" and argv[argv.index("--w") + 1] == "4.0"
     out = bench_official.measure(official, data_dir, "train", 1, argv)
