@@ -7,6 +7,7 @@ is a known function of the trial's settings, so the rule's decisions are checked
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,14 +115,23 @@ def test_trials_within_one_seed_std_are_reported_as_ties(tmp_path, configs, monk
     fake_runs(monkeypatch, lambda lr, wd: {1e-2: 0.1, 1e-3: 0.1005, 1e-4: 0.05}.get(lr, 0.0)
               - abs(math.log10(wd) + 6) / 1000, calls)
     res = tmp_path / "res"
-    # five recorded seeds of the model whose validation NDCG@20 spreads by about 0.002
-    for seed, v in enumerate((0.100, 0.102, 0.098, 0.101, 0.099)):
+    # five recorded seeds of the tuned config whose validation NDCG@20 spreads by about 0.002,
+    # and three of another config of the model (the config before, not yet set aside) that
+    # spread far wider: the ties go by the tuned config's
+    for seed, v in zip((5, 6, 7), (0.02, 0.2, 0.1)):
         store.write_record(store.record_path(res, "ml-100k", "sasrec", "validation", seed),
                            {"schema": store.SCHEMA, "status": "ok", "val": {"ndcg@20": v},
                             "config_hash": "x"}, np.zeros(1, dtype=np.int64))
+    prep = run.prepare(run.build_parser().parse_args(
+        ["--model", "sasrec", "--dataset", "ml-100k", "--results-dir", str(res)]))
+    for seed, v in enumerate((0.100, 0.102, 0.098, 0.101, 0.099)):
+        store.write_record(store.record_path(prep.home, "ml-100k", "sasrec", "validation", seed),
+                           {"schema": store.SCHEMA, "status": "ok", "val": {"ndcg@20": v},
+                            "config_hash": prep.chash}, np.zeros(1, dtype=np.int64))
     assert tune.main(["--model", "sasrec", "--dataset", "ml-100k", "--results-dir", str(res),
                       "--jobs", "1", "--no-write-config"]) == 0
     report = (res / "tuning" / "ml-100k-sasrec.md").read_text()
+    assert "in the 5 recorded runs of sasrec on ml-100k with the settings of" in report
     line = next(x for x in report.splitlines() if "| 1e-2 " in x and "| lr " in x)
     assert "tie (within one seed std)" in line
     assert "tie" not in next(x for x in report.splitlines() if "| 1e-4 " in x and "| lr " in x)
@@ -144,7 +154,8 @@ def test_a_guided_model_without_a_t_stage_tunes_the_learning_rate_and_scores_eve
 
     def spy(args):
         prep = original(args)
-        seen.append((prep.model_cfg.timesteps, args.w_variants))
+        if "tuning" in Path(args.results_dir).parts:  # a trial's (not the report's own read)
+            seen.append((prep.model_cfg.timesteps, args.w_variants))
         return prep
     monkeypatch.setattr(run, "prepare", spy)
     calls = []
