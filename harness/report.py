@@ -72,18 +72,24 @@ def config_changes(old: dict, new: dict) -> str:
                      for k in keys if a.get(k, "—") != b.get(k, "—")) or "(none)"
 
 
+def _val(recs: list[dict]) -> str:
+    """Validation NDCG@20 (mean ± std, %) of one group's finished records."""
+    ok = [r for r in recs if r["status"] == "ok"]
+    return format_mean_std([r["val"]["ndcg@20"] for r in ok]) if ok else "—"
+
+
 def set_aside(results_dir: Path, current: dict[tuple[str, str, str], list[dict]]) -> list[list[str]]:
     """One row per other config under ``results_dir/variants`` (validation protocol): its
-    cell, the current cell of the same dataset and model (``current``: :func:`collect` of
-    ``results_dir``), and what differs from it."""
+    cell and validation NDCG@20, the same of the current config of the dataset and model
+    (``current``: :func:`collect` of ``results_dir``), and what differs from it."""
     rows = []
     for folder in sorted((Path(results_dir) / store.VARIANTS).glob("*")):
         for (dataset, model, protocol), recs in sorted(collect(folder).items()):
             if protocol != "validation":
                 continue
             now = current.get((dataset, model, protocol), [])
-            rows.append([dataset, model, folder.name, *_cell(recs), *(_cell(now) if now else
-                         ["0", "—", "—"]),
+            rows.append([dataset, model, folder.name, *_cell(recs), _val(recs),
+                         *(_cell(now) + [_val(now)] if now else ["0", "—", "—", "—"]),
                          config_changes(recs[0]["config"], now[0]["config"]) if now else "—"])
     return rows
 
@@ -129,13 +135,16 @@ def render(results_dir: Path) -> str:
         "## Other configs' records",
         "",
         "Records of configs that are not the current one (`variants/<config hash>/`): a config that",
-        "tuning replaced, or a preset such as the authors' DreamRec settings. Validation protocol,",
-        "test metrics in %, beside the current config's cell; the last column lists the fields",
-        "in which the other config differs from the current one (other → current).",
+        "tuning replaced, a preset such as the authors' DreamRec settings, or another config file",
+        "of the model (IPS's popularity propensity). Validation protocol, test metrics in %, and",
+        "the validation NDCG@20 that a choice between configs rests on, beside the current",
+        "config's; the last column lists the fields in which the other config differs from the",
+        "current one (other → current).",
         "",
         tabulate(set_aside(results_dir, current), headers=[
-            "dataset", "model", "config", "seeds", "HR@20 %", "NDCG@20 %", "current seeds",
-            "current HR@20 %", "current NDCG@20 %", "differs (other → current)"],
+            "dataset", "model", "config", "seeds", "HR@20 %", "NDCG@20 %", "val NDCG@20 %",
+            "current seeds", "current HR@20 %", "current NDCG@20 %", "current val NDCG@20 %",
+            "differs (other → current)"],
             tablefmt="github") if (Path(results_dir) / store.VARIANTS).is_dir() else "(none)",
         "",
     ])

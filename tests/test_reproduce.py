@@ -311,16 +311,20 @@ def test_summary_sets_a_replaced_config_beside_the_current_cell(reproduced, tmp_
         rec["config"]["train"]["lr"] = 0.5
         rec["config"]["model"]["gone"] = 3
         rec["test"]["hr@20"] = 0.25 + 0.1 * len(hr)
+        rec["val"]["ndcg@20"] = 0.125
         hr.append(rec["test"]["hr@20"])
         path.write_text(json.dumps(rec))
+    now = [json.loads(p.read_text())["val"]["ndcg@20"] for p in sorted(
+        (res / "records" / "ml-100k" / "gru4rec").glob("validation/seed*.json"))]
     text = report.render(copy).split("## Other configs' records")[1]
     row = next(line for line in text.splitlines() if "| gru4rec" in line)
     cells = [c.strip() for c in row.strip("|").split("|")]
     lr = json.loads(store.record_path(res, "ml-100k", "gru4rec", "validation", 0).read_text())[
         "config"]["train"]["lr"]
     assert cells[2] == "0123456789abcdef" and cells[3] == "2"
-    assert cells[4] == "30.00 ± 7.07" and cells[6] == "2"
-    assert cells[9] == f"gone 3 → —; lr 0.5 → {lr}"
+    assert cells[4] == "30.00 ± 7.07" and cells[6] == "12.50 ± 0.00" and cells[7] == "2"
+    assert cells[10] == report.format_mean_std(now)  # the current config's, to choose by
+    assert cells[11] == f"gone 3 → —; lr 0.5 → {lr}"
 
 
 def test_figures_draw_the_validation_curves_and_say_what_is_missing(reproduced, capsys):
