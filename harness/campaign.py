@@ -650,7 +650,7 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
     if module == "tune" and a.model and a.dataset:
         label = Path(a.config).stem if a.config else a.model
         key = ("trials", str(results), a.dataset, label, bool(a.grid))
-        done = _trials_ran(a, root, results)
+        done = known = _trials_ran(a, root, results)
         if done is None:  # not preparable here (its data missing): the trials with records
             trials = results / "tuning" / a.dataset / label
             done = sum(1 for t in (trials.glob("*") if trials.is_dir() else [])
@@ -665,10 +665,13 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
             wanted = rule_trials(a.model)
         adopts = not a.config and not a.set and not tune.is_guided(a.model)
         seed0 = argparse.Namespace(model=a.model, dataset=a.dataset, config=None, set=[])
-        # a report means the search ran to its end, unless the config changed since: then the
-        # config's seed 0 (the winning trial's records) is not recorded for it
-        stale = (report.is_file() and not a.grid and adopts
-                 and _done_seeds(seed0, root, results, 1) == 0)
+        # a report means the search ran to its end, unless the config changed since: then
+        # fewer of its trials ran for the config now than the search makes at the fewest (a
+        # guided model's too: its seed 0 is not the winning trial's), or the config's seed 0
+        # (the winning trial's records) is not recorded for it
+        stale = report.is_file() and (
+            (known is not None and known < wanted)
+            or (not a.grid and adopts and _done_seeds(seed0, root, results, 1) == 0))
         if (report.is_file() and not stale) or key in planned:
             return []  # (a rerun only rewrites its report)
         planned[key] = wanted

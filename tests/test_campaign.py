@@ -509,3 +509,37 @@ def test_left_counts_only_the_trials_that_ran_for_the_config_each_would_run_now(
     row = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| tune "))
     # the rule's 5 trials at the fewest, less lr 1e-2 (failed) and 1e-3 (finished)
     assert "3 x sasrec/ml-100k at 5.0 min" in row
+
+
+@pytest.mark.parametrize("same_config", [False, True])
+def test_left_counts_a_guided_models_search_again_when_its_config_changed(tmp_path, capsys,
+                                                                          same_config):
+    # zhihu DreamRec went from patience 10 to 30 after its rule had run and written its report:
+    # the rule's trials are to train again, though a guided model's seed 0 is not a trial's
+    from harness import tune
+
+    root = checkout(tmp_path / "clone")
+    results = root / "results"
+    args, passthrough = tune.build_parser().parse_known_args(
+        ["--model", "dreamrec", "--dataset", "ml-100k", "--results-dir", str(results),
+         "--jobs", "1", "--threads", "1"])
+    search = tune.Search(args, passthrough, {})
+    search.extra = tune.trial_extra("dreamrec")
+    points = ([{"lr": lr, "timesteps": tune.RULE_T_FIXED} for lr in tune.RULE_LR_START]
+              + [{"lr": "1e-2", "timesteps": t} for t in tune.RULE_TIMESTEPS
+                 if t != tune.RULE_T_FIXED])
+    for point in points:
+        t = search.trial(point, "lr")
+        path = fake_record(t.prep.home, "ml-100k", "dreamrec",
+                           t.prep.chash if same_config else "f" * 16, 0)
+        rec = json.loads(path.read_text())
+        path.write_text(json.dumps({**rec, "wall": {"total_s": 120.0}}))
+    (results / "tuning" / "ml-100k-dreamrec.md").write_text("# report\n")
+    plan = write_plan(tmp_path / "p.plan", [
+        "tune: python -m harness.tune --model dreamrec --dataset ml-100k --threads 1"])
+    state = tmp_path / "state"
+    state.mkdir()
+    assert campaign.main(["left", str(plan), "--state", str(state), "--clone", str(root)]) == 0
+    row = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| tune "))
+    assert len(points) == campaign.rule_trials("dreamrec") == 6
+    assert ("no training" in row) if same_config else ("6 x dreamrec/ml-100k at 2.0 min" in row)
