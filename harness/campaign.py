@@ -667,10 +667,12 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
         seed0 = argparse.Namespace(model=a.model, dataset=a.dataset, config=None, set=[])
         # a report means the search ran to its end, unless the config changed since: then
         # fewer of its trials ran for the config now than the search makes at the fewest (a
-        # guided model's too: its seed 0 is not the winning trial's), or the config's seed 0
-        # (the winning trial's records) is not recorded for it
+        # guided model's too: its seed 0 is not the winning trial's; a baseline's rule skips
+        # weight decays that are no-ops at its lr, so its learning-rate stage is all it is
+        # sure to make), or the config's seed 0 (the winning trial's records) is not recorded
+        least = (wanted if a.grid or tune.is_guided(a.model) else len(tune.RULE_LR_START))
         stale = report.is_file() and (
-            (known is not None and known < wanted)
+            (known is not None and known < least)
             or (not a.grid and adopts and _done_seeds(seed0, root, results, 1) == 0))
         if (report.is_file() and not stale) or key in planned:
             return []  # (a rerun only rewrites its report)

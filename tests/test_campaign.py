@@ -543,3 +543,34 @@ def test_left_counts_a_guided_models_search_again_when_its_config_changed(tmp_pa
     row = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| tune "))
     assert len(points) == campaign.rule_trials("dreamrec") == 6
     assert ("no training" in row) if same_config else ("6 x dreamrec/ml-100k at 2.0 min" in row)
+
+
+@pytest.mark.parametrize("same_config", [False, True])
+def test_left_takes_a_baselines_report_as_done_when_its_lr_stage_ran_for_the_config_now(
+        tmp_path, capsys, same_config):
+    # ml-100k SASRec's rule made 4 trials, its weight decays no-ops at lr 1e-4 and not trained:
+    # fewer than the rule's usual 5, yet finished; after a config change it counts again
+    from harness import tune
+
+    root = checkout(tmp_path / "clone")
+    results = root / "results"
+    args, passthrough = tune.build_parser().parse_known_args(
+        ["--model", "sasrec", "--dataset", "ml-100k", "--results-dir", str(results),
+         "--jobs", "1", "--threads", "1", "--set", "max_epochs=50"])
+    search = tune.Search(args, passthrough, {})
+    search.extra = tune.trial_extra("sasrec")
+    for lr in ("1e-2", "1e-3", "1e-4", "5e-5"):
+        t = search.trial({"lr": lr, "weight_decay": tune.RULE_WD_FIXED}, "lr")
+        path = fake_record(t.prep.home, "ml-100k", "sasrec",
+                           t.prep.chash if same_config else "f" * 16, 0)
+        rec = json.loads(path.read_text())
+        path.write_text(json.dumps({**rec, "wall": {"total_s": 60.0}}))
+    (results / "tuning" / "ml-100k-sasrec.md").write_text("# report\n")
+    plan = write_plan(tmp_path / "p.plan", [
+        "tune: python -m harness.tune --model sasrec --dataset ml-100k --threads 1 --set "
+        "max_epochs=50"])  # --set: no seed 0 of the config file to adopt
+    state = tmp_path / "state"
+    state.mkdir()
+    assert campaign.main(["left", str(plan), "--state", str(state), "--clone", str(root)]) == 0
+    row = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| tune "))
+    assert ("no training" in row) if same_config else ("5 x sasrec/ml-100k at 1.0 min" in row)
