@@ -94,7 +94,9 @@ def test_the_readme_set_example_writes_beside_the_committed_records(tmp_path):
     configured = prepare(build_parser().parse_args(["--dataset", "ml-100k", "--results-dir",
                                                     str(tmp_path)]))
     assert configured.configured and configured.home == tmp_path
-    assert committed == {configured.chash}  # the committed records are the config file's
+    # (the committed records are the config file's, or an older config's while a campaign
+    # reruns the row: either way not the --set example's)
+    assert configured.chash != prep.chash
 
 
 def test_a_configured_run_moves_another_configs_records_aside_and_brings_its_own_back(
