@@ -31,7 +31,7 @@ from harness.errors import HarnessError
 from harness.models import MODELS
 from harness.evaluate import most_popular
 from harness.report import PAPER_NAMES
-from harness.run import parse_overrides, pick_device, recorded_home, resolve
+from harness.run import hash_payload, parse_overrides, pick_device, recorded_home, resolve
 
 TABLE_DATASETS = ("yc", "ks", "zhihu", "ml-100k")  # the paper's column order, then ours
 QUICK_SETTINGS = ["max_epochs=3", "eval_every=1"]
@@ -325,6 +325,7 @@ def command(args: argparse.Namespace) -> int:
                            extras) for p in protocols]
     for t in tables:
         t.since = since
+        t.stale = stale_cells(t, per_model, configs)
     references, cold_rows, sequences, groups = {}, {}, {}, {}
     for d in shown:
         if d in loaded:
@@ -365,6 +366,25 @@ def command(args: argparse.Namespace) -> int:
         print("failed runs:\n  " + "\n  ".join(failed), file=sys.stderr)
         return 1
     return 0
+
+
+def stale_cells(t: table1.Table, per_model: dict[str, list[str]],
+                configs: list[str]) -> set[tuple[str, str]]:
+    """The cells of ``t`` with a record of another config than their row's as it is now (its
+    config file and --set, hashed with the cell's data checksum, so without the data): rows
+    whose config changed since their records were made."""
+    out = set()
+    for (d, m), cell in t.cells.items():
+        if not cell.n:
+            continue
+        spec = MODELS[table1.row_model(m)]
+        config = str(table1.preset_file(m, d)) if m in configs else None
+        model_cfg, train_cfg = spec.configs(d, parse_overrides(per_model[table1.row_model(m)]),
+                                            config)
+        now = store.config_hash(hash_payload(spec, d, model_cfg, train_cfg, cell.data_checksum))
+        if cell.config_hashes != {now}:
+            out.add((d, m))
+    return out
 
 
 def run_tasks(tasks: list[Task], args: argparse.Namespace, jobs: int, threads: int,

@@ -309,10 +309,18 @@ class Table:
     beyond_comparisons: dict[tuple[str, str, str], Comparison] = field(default_factory=dict)
     #: a time (timezone-aware): cells with a record made before it are marked OLDER
     since: datetime | None = None
+    #: (dataset, row) of the cells with a record of a config other than the row's as it is now
+    #: (its config file changed since: a patience raised, a setting tuned), marked OLDER too
+    stale: set[tuple[str, str]] = field(default_factory=set)
 
     def older(self, cell: Cell | None) -> bool:
-        """Whether ``cell`` has a record made before :attr:`since` (an undated one counts)."""
-        if self.since is None or cell is None:
+        """Whether ``cell`` has a record made before :attr:`since` (an undated one counts) or
+        of another config than its row's now (:attr:`stale`)."""
+        if cell is None:
+            return False
+        if (cell.dataset, cell.model) in self.stale:
+            return True
+        if self.since is None:
             return False
         return any(not c or datetime.fromisoformat(c) < self.since for c in cell.created)
 
@@ -462,8 +470,11 @@ def footnotes(t: Table) -> list[str]:
     older = [f"{d} {row_label(m)}" for d in t.datasets for m in t.rows
              if t.older(t.cells.get((d, m))) and t.cells[(d, m)].n]
     if older:
-        notes.append(f"{OLDER} A record made before {t.since.isoformat()} (--since), on the code of "
-                     f"that time or older, is among the cell's: " + "; ".join(older) + ".")
+        made = (f"made before {t.since.isoformat()} (--since), on the code of that time or older, "
+                f"or " if t.since else "")
+        notes.append(f"{OLDER} A record {made}made with settings other than the row's config as "
+                     f"it is now (its file changed since) is among the cell's: "
+                     + "; ".join(older) + ".")
     for row in t.presets:
         model = PAPER_NAMES.get(row_model(row), row_model(row))
         notes.append(f"{row_label(row)}: {model} with the settings its authors published for the "

@@ -769,6 +769,42 @@ def test_since_marks_the_cells_with_a_record_made_before_it():
     assert r"$^{\circ}$" in table1.latex_body(t)
 
 
+def test_a_cell_whose_rows_config_changed_since_its_records_is_marked():
+    """A config file edited after its row ran (zhihu DreamRec's patience raised to 30): its
+    cell is marked (°), without --since, until the row is rerun; the preset row is read
+    against its own file, and a row of the config as it is is not marked."""
+    from harness.models import get_model
+    from harness.reproduce_table1 import stale_cells
+    from harness.run import hash_payload
+
+    def now(model, config=None):
+        spec = get_model(model)
+        return store.config_hash(hash_payload(spec, "zhihu", *spec.configs("zhihu", {}, config),
+                                              "abc"))
+
+    preset = str(table1.preset_file("dreamrec.authors", "zhihu"))
+    cells = {}
+    for row, chash in (("sasrec", now("sasrec")), ("dreamrec", "0" * 16),
+                       ("dreamrec.authors", now("dreamrec", preset))):
+        cells[("zhihu", row)] = c = _cell("zhihu", row, [0.01, 0.02])
+        c.data_checksum, c.config_hashes = "abc", {chash}
+    cells[("zhihu", "sasrec")].config_hashes.add("1" * 16)  # one seed of another config
+    t = table1.Table("validation", ["zhihu"], ["sasrec", "dreamrec"], cells, {}, {},
+                     extras=["dreamrec.authors"])
+    per_model = {"sasrec": [], "dreamrec": []}
+    assert stale_cells(t, per_model, ["dreamrec.authors"]) == {("zhihu", "sasrec"),
+                                                              ("zhihu", "dreamrec")}
+    cells[("zhihu", "sasrec")].config_hashes = {now("sasrec")}
+    t.stale = stale_cells(t, per_model, ["dreamrec.authors"])
+    md = table1.markdown(t)
+    assert md.count("<u>1.50 ± 0.71</u>°") == 2 and md.count("°") == 3  # its cells, its note
+    assert "settings other than the row's config as it is now" in md
+    assert "is among the cell's: zhihu DreamRec." in md and "--since" not in md
+    # a --set is part of the config as it is: the records of the file's config are then stale
+    assert ("zhihu", "sasrec") in stale_cells(t, {"sasrec": ["patience=31"], "dreamrec": []},
+                                              ["dreamrec.authors"])
+
+
 def test_since_must_be_a_time_with_a_zone(tmp_path, capsys):
     assert main(["--render-only", "--results-dir", str(tmp_path), "--since", "2026-12-03"]) == 2
     assert "needs a time zone" in capsys.readouterr().err
