@@ -94,6 +94,20 @@ def set_aside(results_dir: Path, current: dict[tuple[str, str, str], list[dict]]
     return rows
 
 
+def _stopping(recs: list[dict]) -> str:
+    """The early-stopping settings of ``recs`` ("10 × 5 epochs": 10 evaluations without a
+    gain, one every 5 epochs), each distinct one once; "—" when none has them."""
+    out = []
+    for r in recs:
+        train = (r.get("config") or {}).get("train") or {}
+        if "patience" in train:
+            text = (f"{train['patience']} × {train.get('eval_every', 1)} "
+                    f"epoch{'s' if train.get('eval_every', 1) != 1 else ''}")
+            if text not in out:
+                out.append(text)
+    return ", ".join(out) or "—"
+
+
 def render(results_dir: Path) -> str:
     paper = paper_cells()
     rows = []
@@ -111,14 +125,17 @@ def render(results_dir: Path) -> str:
             dataset, model,
             protocol + (" (test-selected)" if protocol == "published" else ""),
             *_cell(recs),
-            f"{np.mean([r['selected_epoch'] for r in ok]):.0f}" if ok else "—",
+            " ".join(f"{r['selected_epoch']}/{r.get('epochs_run', '?')}"
+                     for r in sorted(ok, key=lambda r: r["seed"])) or "—",
+            _stopping(ok),
             (f"{100 * np.mean([r['test']['coverage@20'] for r in cov]):.1f} ({len(cov)})"
              if (cov := [r for r in ok if "coverage@20" in r["test"]]) else "—"),
             f"{cell['hr20_mean']:.2f} ± {cell['hr20_std']:.2f}" if cell else "—",
             f"{cell['ndcg20_mean']:.2f} ± {cell['ndcg20_std']:.2f}" if cell else "—",
         ])
-    head = ["dataset", "model", "protocol", "seeds", "HR@20 %", "NDCG@20 %", "mean selected epoch",
-            "coverage@20 % (seeds)", "paper HR@20 %", "paper NDCG@20 %"]
+    head = ["dataset", "model", "protocol", "seeds", "HR@20 %", "NDCG@20 %",
+            "selected epoch / epochs run, each seed", "stops after", "coverage@20 % (seeds)",
+            "paper HR@20 %", "paper NDCG@20 %"]
     return "\n".join([
         "# Results so far",
         "",
@@ -129,6 +146,10 @@ def render(results_dir: Path) -> str:
         "the selection gap. The paper's columns are its Table 1 (its protocol, 5 runs).",
         "coverage@20: the share of the items in at least one test row's top 20 (records made before",
         "the evaluator reported it have none; the number of seeds that do is in brackets).",
+        "Each seed's selected epoch (counted from 0) and how many epochs it trained, seed 0 first,",
+        "and what stops a run: so many evaluations without a gain, one every so many epochs (the",
+        "records' configs). A run stops that many evaluations after its best validation state, so",
+        "a run whose selection sits that close to its end may have been cut, not beaten.",
         "",
         tabulate(rows, headers=head, tablefmt="github"),
         "",

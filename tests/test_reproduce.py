@@ -295,8 +295,12 @@ def test_summary_report_shows_each_cell_with_its_coverage(reproduced):
     recs = [json.loads(store.record_path(res, "ml-100k", "dreamrec", "validation", s).read_text())
             for s in (0, 1)]
     cov = 100 * sum(r["test"]["coverage@20"] for r in recs) / 2
-    assert cells[3] == "2" and cells[7] == f"{cov:.1f} (2)"
-    assert cells[8] == "—"  # the paper has no ml-100k cell
+    assert cells[3] == "2" and cells[8] == f"{cov:.1f} (2)"
+    assert cells[6] == " ".join(f"{r['selected_epoch']}/{r['epochs_run']}" for r in recs)
+    train = recs[0]["config"]["train"]
+    assert cells[7] == f"{train['patience']} × {train['eval_every']} epoch" + (
+        "s" if train["eval_every"] != 1 else "")
+    assert cells[9] == "—"  # the paper has no ml-100k cell
 
 
 def test_summary_sets_a_replaced_config_beside_the_current_cell(reproduced, tmp_path):
