@@ -481,6 +481,35 @@ def test_left_times_a_step_by_the_records_made_with_its_stopping_settings(tmp_pa
     assert "2 x sasrec/zhihu at 10.0 min" in rows["p5"]
 
 
+def _trials(root: Path, model: str, records: list[tuple[dict, str | None, str, float]],
+            sets: tuple[str, ...] = ()) -> Path:
+    """A tuning search's folder in the checkout ``root`` (ml-100k): one seed-0 record a trial
+    (point, its config hash or None for the trial's own, status, minutes); the results folder."""
+    from harness import tune
+
+    results = root / "results"
+    args, passthrough = tune.build_parser().parse_known_args(
+        ["--model", model, "--dataset", "ml-100k", "--results-dir", str(results), "--jobs", "1",
+         "--threads", "1", *(x for kv in sets for x in ("--set", kv))])
+    search = tune.Search(args, passthrough, {})
+    search.extra = tune.trial_extra(model)
+    for point, chash, status, minutes in records:
+        t = search.trial(point, "lr")
+        path = fake_record(t.prep.home, "ml-100k", model, chash or t.prep.chash, 0)
+        rec = json.loads(path.read_text())
+        path.write_text(json.dumps({**rec, "status": status, "wall": {"total_s": 60 * minutes}}))
+    return results
+
+
+def _left_row(tmp_path: Path, capsys, root: Path, step: str) -> str:
+    """The row ``campaign left`` prints for a plan of the one job ``tune: <step>``."""
+    plan = write_plan(tmp_path / "p.plan", [f"tune: {step}"])
+    state = tmp_path / "state"
+    state.mkdir()
+    assert campaign.main(["left", str(plan), "--state", str(state), "--clone", str(root)]) == 0
+    return next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| tune "))
+
+
 def test_left_counts_only_the_trials_that_ran_for_the_config_each_would_run_now(tmp_path,
                                                                                  capsys):
     # a re-tune after the config changed (ml-100k AdaRanker, patience 10 -> 30): a trial folder
@@ -489,24 +518,12 @@ def test_left_counts_only_the_trials_that_ran_for_the_config_each_would_run_now(
     from harness import tune
 
     root = checkout(tmp_path / "clone")
-    results = root / "results"
-    args, passthrough = tune.build_parser().parse_known_args(
-        ["--model", "sasrec", "--dataset", "ml-100k", "--results-dir", str(results),
-         "--jobs", "1", "--threads", "1"])
-    search = tune.Search(args, passthrough, {})
-    search.extra = tune.trial_extra("sasrec")
-    for lr, status, chash in (("1e-2", "failed", None), ("1e-3", "ok", None),
-                              ("1e-4", "ok", "f" * 16)):
-        t = search.trial({"lr": lr, "weight_decay": tune.RULE_WD_FIXED}, "lr")
-        path = fake_record(t.prep.home, "ml-100k", "sasrec", chash or t.prep.chash, 0)
-        rec = json.loads(path.read_text())
-        path.write_text(json.dumps({**rec, "status": status, "wall": {"total_s": 300.0}}))
-    plan = write_plan(tmp_path / "p.plan", [
-        "tune: python -m harness.tune --model sasrec --dataset ml-100k --threads 1"])
-    state = tmp_path / "state"
-    state.mkdir()
-    assert campaign.main(["left", str(plan), "--state", str(state), "--clone", str(root)]) == 0
-    row = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| tune "))
+    _trials(root, "sasrec", [({"lr": lr, "weight_decay": tune.RULE_WD_FIXED}, chash, status, 5.0)
+                             for lr, status, chash in (("1e-2", "failed", None),
+                                                       ("1e-3", "ok", None),
+                                                       ("1e-4", "ok", "f" * 16))])
+    row = _left_row(tmp_path, capsys, root,
+                    "python -m harness.tune --model sasrec --dataset ml-100k --threads 1")
     # the rule's 5 trials at the fewest, less lr 1e-2 (failed) and 1e-3 (finished)
     assert "3 x sasrec/ml-100k at 5.0 min" in row
 
@@ -519,28 +536,14 @@ def test_left_counts_a_guided_models_search_again_when_its_config_changed(tmp_pa
     from harness import tune
 
     root = checkout(tmp_path / "clone")
-    results = root / "results"
-    args, passthrough = tune.build_parser().parse_known_args(
-        ["--model", "dreamrec", "--dataset", "ml-100k", "--results-dir", str(results),
-         "--jobs", "1", "--threads", "1"])
-    search = tune.Search(args, passthrough, {})
-    search.extra = tune.trial_extra("dreamrec")
     points = ([{"lr": lr, "timesteps": tune.RULE_T_FIXED} for lr in tune.RULE_LR_START]
               + [{"lr": "1e-2", "timesteps": t} for t in tune.RULE_TIMESTEPS
                  if t != tune.RULE_T_FIXED])
-    for point in points:
-        t = search.trial(point, "lr")
-        path = fake_record(t.prep.home, "ml-100k", "dreamrec",
-                           t.prep.chash if same_config else "f" * 16, 0)
-        rec = json.loads(path.read_text())
-        path.write_text(json.dumps({**rec, "wall": {"total_s": 120.0}}))
+    results = _trials(root, "dreamrec",
+                      [(p, None if same_config else "f" * 16, "ok", 2.0) for p in points])
     (results / "tuning" / "ml-100k-dreamrec.md").write_text("# report\n")
-    plan = write_plan(tmp_path / "p.plan", [
-        "tune: python -m harness.tune --model dreamrec --dataset ml-100k --threads 1"])
-    state = tmp_path / "state"
-    state.mkdir()
-    assert campaign.main(["left", str(plan), "--state", str(state), "--clone", str(root)]) == 0
-    row = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| tune "))
+    row = _left_row(tmp_path, capsys, root,
+                    "python -m harness.tune --model dreamrec --dataset ml-100k --threads 1")
     assert len(points) == campaign.rule_trials("dreamrec") == 6
     assert ("no training" in row) if same_config else ("6 x dreamrec/ml-100k at 2.0 min" in row)
 
@@ -553,24 +556,11 @@ def test_left_takes_a_baselines_report_as_done_when_its_lr_stage_ran_for_the_con
     from harness import tune
 
     root = checkout(tmp_path / "clone")
-    results = root / "results"
-    args, passthrough = tune.build_parser().parse_known_args(
-        ["--model", "sasrec", "--dataset", "ml-100k", "--results-dir", str(results),
-         "--jobs", "1", "--threads", "1", "--set", "max_epochs=50"])
-    search = tune.Search(args, passthrough, {})
-    search.extra = tune.trial_extra("sasrec")
-    for lr in ("1e-2", "1e-3", "1e-4", "5e-5"):
-        t = search.trial({"lr": lr, "weight_decay": tune.RULE_WD_FIXED}, "lr")
-        path = fake_record(t.prep.home, "ml-100k", "sasrec",
-                           t.prep.chash if same_config else "f" * 16, 0)
-        rec = json.loads(path.read_text())
-        path.write_text(json.dumps({**rec, "wall": {"total_s": 60.0}}))
+    results = _trials(root, "sasrec", [
+        ({"lr": lr, "weight_decay": tune.RULE_WD_FIXED}, None if same_config else "f" * 16,
+         "ok", 1.0) for lr in ("1e-2", "1e-3", "1e-4", "5e-5")], sets=("max_epochs=50",))
     (results / "tuning" / "ml-100k-sasrec.md").write_text("# report\n")
-    plan = write_plan(tmp_path / "p.plan", [
-        "tune: python -m harness.tune --model sasrec --dataset ml-100k --threads 1 --set "
-        "max_epochs=50"])  # --set: no seed 0 of the config file to adopt
-    state = tmp_path / "state"
-    state.mkdir()
-    assert campaign.main(["left", str(plan), "--state", str(state), "--clone", str(root)]) == 0
-    row = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| tune "))
+    row = _left_row(tmp_path, capsys, root,  # --set: no seed 0 of the config file to adopt
+                    "python -m harness.tune --model sasrec --dataset ml-100k --threads 1 "
+                    "--set max_epochs=50")
     assert ("no training" in row) if same_config else ("5 x sasrec/ml-100k at 1.0 min" in row)
