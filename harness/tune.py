@@ -503,16 +503,23 @@ def rule_search(search: Search, spec, args, given) -> int:
     return report(search, spec, args, given, done, cmd_text, rule, others)
 
 
+def tuned_config(args, given=None) -> run.Prepared:
+    """The run of the config a search tunes, prepared (its hash and records' home): the
+    model's config file, or with ``given`` (the trials' harness.run options) ``--config``'s
+    file with the trials' own ``--set``."""
+    return run.prepare(run.build_parser().parse_args(
+        ["--model", args.model, "--dataset", args.dataset, "--results-dir", args.results_dir,
+         *(["--config", given.config] if given and given.config else []),
+         *[x for kv in (given.set if given else []) for x in ("--set", kv)],
+         *(["--data-dir", args.data_dir] if args.data_dir else [])]))
+
+
 def seed_spread(args, given) -> tuple[float, int] | None:
     """Sample std over seeds of validation NDCG@20 in the recorded runs of the config the
     search tunes (the model's config file, or ``--config``'s, with the trials' own ``--set``;
     its records by its hash, wherever they live), and their count; None with fewer than two.
     Once the chosen settings are written and run, these are the chosen config's seeds."""
-    prep = run.prepare(run.build_parser().parse_args(
-        ["--model", args.model, "--dataset", args.dataset, "--results-dir", args.results_dir,
-         *(["--config", given.config] if given.config else []),
-         *[x for kv in given.set for x in ("--set", kv)],
-         *(["--data-dir", args.data_dir] if args.data_dir else [])]))
+    prep = tuned_config(args, given)
     vals = [r["val"]["ndcg@20"] for r in (store.read_record(p) for p in sorted(
         store.records_dir(prep.home, args.dataset, args.model).glob("validation/seed*.json")))
         if r and r.get("status") == "ok" and r.get("config_hash") == prep.chash]
@@ -653,9 +660,7 @@ def adopt_seed0(search: Search, best: Trial, args) -> str | None:
     """Copy the winning trial's seed-0 records (both protocols) into the main records when
     they are the config file's own run (same config hash, no evaluation variants); the
     records of the config before move aside as every configured run moves them."""
-    prep = run.prepare(run.build_parser().parse_args(
-        ["--model", args.model, "--dataset", args.dataset, "--results-dir", args.results_dir,
-         *(["--data-dir", args.data_dir] if args.data_dir else [])]))
+    prep = tuned_config(args)
     recs = {p: search.records(best, p) for p in store.PROTOCOLS}
     if best.prep.chash != prep.chash or not all(recs.values()) or any(
             "variants" in r for rs in recs.values() for r in rs):
