@@ -254,10 +254,22 @@ class Search:
                 continue
         return out
 
+    def home(self, t: Trial) -> Path:
+        """Where the trial's records of its config are: its prepared home, else its folder or
+        the folder's ``variants/<hash>/`` when they hold them (a config file renamed, such as
+        ``ips.popularity.toml`` made ``ips.toml``, turns trials recorded apart into the
+        configured config's and back); its prepared home when there are none."""
+        root = self.root / t.name
+        for where in (t.prep.home, root, store.variant_dir(root, t.prep.chash)):
+            if t.prep.chash in store.record_hashes(where, self.args.dataset,
+                                                   self.args.model).values():
+                return where
+        return t.prep.home
+
     def ran(self, t: Trial) -> bool:
         """The trial ran to its end for the config it runs now: finished, failed (its seed-0
         record says so) or pruned."""
-        rec = store.read_record(store.record_path(t.prep.home, self.args.dataset,
+        rec = store.read_record(store.record_path(self.home(t), self.args.dataset,
                                                   self.args.model, "validation", TUNING_SEED))
         return bool(rec and rec.get("config_hash") == t.prep.chash) or bool(self.pruned(t))
 
@@ -327,7 +339,8 @@ class Search:
 
     def records(self, t: Trial, protocol: str = "validation") -> list[dict[str, Any]]:
         """The trial's finished records of its own config."""
-        recs = [store.read_record(store.record_path(t.prep.home, self.args.dataset,
+        home = self.home(t)
+        recs = [store.read_record(store.record_path(home, self.args.dataset,
                                                     self.args.model, protocol, s))
                 for s in range(self.seeds)]
         return [r for r in recs if r and r["status"] == "ok" and r["config_hash"] == t.prep.chash]
@@ -570,6 +583,9 @@ def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str
     """The tuning report, the chosen settings written into the config file, and the winning
     trial's records taken as the config's seed-0 run when they are its own; ``others``: the
     folder's trials beyond the rule's, set against its choice."""
+    # the command that reproduces the search names the config it tuned and the trials' --set
+    cmd_text += "".join(f" --config {_shown(Path(given.config))}" for _ in [0] if given.config)
+    cmd_text += "".join(f" --set {kv}" for kv in given.set)
     scored = {t.name: search.score(t) for t in trials}
     ok = [t for t in trials if scored[t.name] is not None]
     best = max(ok, key=lambda t: scored[t.name][0]) if ok else None
@@ -633,9 +649,7 @@ def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str
         model_cfg, train_cfg = spec.configs(args.dataset, chosen, path)  # not the trials' --set
         header = _model_part_of_header(path.read_text()) + (
             f"[train]: {', '.join(f'{k} {v}' for k, v in chosen.items())} chosen on validation "
-            f"NDCG@20 by\n`{cmd_text}`\n(every trial in {_shown(out)})"
-            + (f";\nthe trials also ran with --set {' --set '.join(given.set)}" if given.set
-               else "") + ".")
+            f"NDCG@20 by\n`{cmd_text}`\n(every trial in {_shown(out)}).")
         store.write_text(path, render_config(model_cfg, train_cfg, header))
         print(f"wrote the chosen settings into {path}", file=sys.stderr)
         if not given.config and not given.set:
@@ -670,7 +684,7 @@ def adopt_seed0(search: Search, best: Trial, args) -> str | None:
         store.set_aside(results_dir, args.dataset, args.model, prep.chash)
         adopted = []  # the ones a rerun finds there already are named too (the report is
         for p in store.PROTOCOLS:  # written again on every rerun and keeps its line)
-            src = store.record_path(best.prep.home, args.dataset, args.model, p, TUNING_SEED)
+            src = store.record_path(search.home(best), args.dataset, args.model, p, TUNING_SEED)
             dest = store.record_path(results_dir, args.dataset, args.model, p, TUNING_SEED)
             if not store.is_done(dest, prep.chash):
                 dest.parent.mkdir(parents=True, exist_ok=True)

@@ -259,7 +259,10 @@ def test_tune_chooses_the_point_with_the_best_validation_ndcg(tmp_path, monkeypa
     assert f"[train]: lr {best}, w {w} chosen on validation" in written
     assert f"lr = {float(best)}" in written and f"w = {float(w)}" in written
     assert "timesteps = 500" in written and "max_epochs = 1000" in written  # not the trials' --set
-    assert "the trials also ran with --set eval_every=1" in written
+    # the command that reproduces it, the trials' --set included, in the file and the report
+    cmd = ("python -m harness.tune --model dreamrec --dataset ml-100k --grid lr=1e-9,1e-2 "
+           "--seeds 1 --set")
+    assert f"`{cmd} eval_every=1" in written.replace("\n# ", " ") and f"`{cmd} eval_every=1" in text
 
 
 def test_tune_jobs_train_points_in_parallel_processes_with_the_same_records(tmp_path, monkeypatch):

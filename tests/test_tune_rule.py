@@ -287,3 +287,47 @@ def test_a_grid_whose_best_the_rule_chose_too_is_said_to_agree(tmp_path, configs
     assert "Chosen by validation NDCG@20: **lr=1e-3, weight_decay=1e-6**" in report
     assert "none is above the rule's choice" in report
     assert "the wider search chooses what the rule chose" in report
+
+
+def test_a_config_file_made_the_models_own_finds_its_trials_without_training(tmp_path, configs,
+                                                                             monkeypatch):
+    # IPS's popularity propensity won on validation: ips.popularity.toml became ips.toml and
+    # the sequential one ips.sequential.toml, their tuning folders and reports renamed with
+    # them. The trials recorded apart (another config file's) are now the configured config's,
+    # and those recorded as the model's are now apart: every search finds its trials, trains
+    # nothing, and its report names the command that reproduces it
+    def value(lr, wd):
+        return 0.1 - abs(math.log10(lr) + 3) / 100 - abs(math.log10(wd) + 6) / 1000
+    calls = []
+    fake_runs(monkeypatch, value, calls)
+    res, d = tmp_path / "res", configs / "ml-100k"
+    (d / "gru4rec.alt.toml").write_text(
+        (d / "gru4rec.toml").read_text().replace("dropout_prob = 0.3", "dropout_prob = 0.2"))
+    alt = ["--config", str(d / "gru4rec.alt.toml")]
+    for extra in ([], alt):
+        assert tune.main(["--model", "gru4rec", "--dataset", "ml-100k", "--results-dir",
+                          str(res), "--jobs", "1", *extra]) == 0
+    assert len(calls) == 2 * 4  # each search's lr stage and one weight decay
+    before = {label: (res / "tuning" / f"ml-100k-{label}.md").read_text()
+              for label in ("gru4rec", "gru4rec.alt")}
+    # the swap
+    (d / "gru4rec.toml").rename(d / "gru4rec.base.toml")
+    (d / "gru4rec.alt.toml").rename(d / "gru4rec.toml")
+    tuning = res / "tuning"
+    (tuning / "ml-100k" / "gru4rec").rename(tuning / "ml-100k" / "gru4rec.base")
+    (tuning / "ml-100k" / "gru4rec.alt").rename(tuning / "ml-100k" / "gru4rec")
+    (tuning / "ml-100k-gru4rec.md").rename(tuning / "ml-100k-gru4rec.base.md")
+    (tuning / "ml-100k-gru4rec.alt.md").rename(tuning / "ml-100k-gru4rec.md")
+    calls.clear()
+    for extra in ([], ["--config", str(d / "gru4rec.base.toml")]):
+        assert tune.main(["--model", "gru4rec", "--dataset", "ml-100k", "--results-dir",
+                          str(res), "--jobs", "1", *extra]) == 0
+    assert calls == []
+    after = {label: (res / "tuning" / f"ml-100k-{label}.md").read_text()
+             for label in ("gru4rec", "gru4rec.base")}
+    chosen = "Chosen by validation NDCG@20: **lr=1e-3, weight_decay=1e-6**"
+    assert chosen in before["gru4rec.alt"] and chosen in after["gru4rec"]
+    assert "Cost: 4 trials" in after["gru4rec"] and "Cost: 4 trials" in after["gru4rec.base"]
+    assert f"--config {d / 'gru4rec.alt.toml'}`" in before["gru4rec.alt"]
+    assert f"--config {d / 'gru4rec.base.toml'}`" in after["gru4rec.base"]
+    assert "--config" not in after["gru4rec"].splitlines()[2]
