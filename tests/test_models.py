@@ -82,18 +82,21 @@ def test_committed_dreamrec_records_keep_their_hash_with_the_sampler_settings_at
 
 
 def test_committed_diffrec_records_keep_their_hash_with_the_time_aware_settings_at_default():
-    """``time_aware``, ``w_min`` and ``w_max`` were added after these records: at their defaults
-    they stay out of the hash; set, they enter it."""
+    """``time_aware``, ``w_min`` and ``w_max`` were added after some of these records (those
+    whose config lacks them): at their defaults they stay out of the hash, so the records made
+    before and after hash alike; set, they enter it."""
     from harness import store
     from harness.run import hashed_fields
-    recs = sorted((Path(__file__).resolve().parents[1] / "results" / "records").glob(
-        "*/diffrec/validation/seed*.json"))
+    recs = sorted((Path(__file__).resolve().parents[1] / "results").glob(
+        "**/records/*/diffrec/validation/seed*.json"))
     if not recs:
         pytest.skip("no committed DiffRec records in this checkout")
     spec = MODELS["diffrec"]
+    before = [p for p in recs if "time_aware" not in json.loads(p.read_text())["config"]["model"]]
+    assert before, "the records made before the option are the point of this test"
     for path in recs:
         rec = json.loads(path.read_text())
-        assert "time_aware" not in rec["config"]["model"]
+        assert rec["config"]["model"].get("time_aware", False) is False
         model_cfg = spec.config_cls(**rec["config"]["model"])
         train_cfg = TrainConfig(**rec["config"]["train"])
         payload = {"dataset": rec["dataset"], "model": "diffrec",
