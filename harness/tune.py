@@ -254,24 +254,27 @@ class Search:
                 continue
         return out
 
-    def home(self, t: Trial) -> Path:
-        """Where the trial's records of its config are: its prepared home, else its folder or
-        the folder's ``variants/<hash>/`` when they hold them (a config file renamed, such as
-        ``ips.popularity.toml`` made ``ips.toml``, turns trials recorded apart into the
-        configured config's and back); its prepared home when there are none."""
+    def found(self, t: Trial) -> Path | None:
+        """The folder holding the trial's seed-0 record of its config (finished or failed): its
+        prepared home, else its folder or the folder's ``variants/<hash>/`` (a config file
+        renamed, such as ``ips.popularity.toml`` made ``ips.toml``, turns trials recorded
+        apart into the configured config's and back); None when there is none."""
         root = self.root / t.name
         for where in (t.prep.home, root, store.variant_dir(root, t.prep.chash)):
-            if t.prep.chash in store.record_hashes(where, self.args.dataset,
-                                                   self.args.model).values():
+            rec = store.read_record(store.record_path(where, self.args.dataset, self.args.model,
+                                                      "validation", TUNING_SEED))
+            if rec and rec.get("config_hash") == t.prep.chash:
                 return where
-        return t.prep.home
+        return None
+
+    def home(self, t: Trial) -> Path:
+        """Where the trial's records of its config are (:meth:`found`), else where they go."""
+        return self.found(t) or t.prep.home
 
     def ran(self, t: Trial) -> bool:
         """The trial ran to its end for the config it runs now: finished, failed (its seed-0
         record says so) or pruned."""
-        rec = store.read_record(store.record_path(self.home(t), self.args.dataset,
-                                                  self.args.model, "validation", TUNING_SEED))
-        return bool(rec and rec.get("config_hash") == t.prep.chash) or bool(self.pruned(t))
+        return self.found(t) is not None or bool(self.pruned(t))
 
     def pruned(self, t: Trial) -> dict | None:
         """What successive halving kept of a trial it stopped (``pruned.json`` in its folder:
@@ -584,8 +587,8 @@ def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str
     trial's records taken as the config's seed-0 run when they are its own; ``others``: the
     folder's trials beyond the rule's, set against its choice."""
     # the command that reproduces the search names the config it tuned and the trials' --set
-    cmd_text += "".join(f" --config {_shown(Path(given.config))}" for _ in [0] if given.config)
-    cmd_text += "".join(f" --set {kv}" for kv in given.set)
+    cmd_text += ((f" --config {_shown(Path(given.config))}" if given.config else "")
+                 + "".join(f" --set {kv}" for kv in given.set))
     scored = {t.name: search.score(t) for t in trials}
     ok = [t for t in trials if scored[t.name] is not None]
     best = max(ok, key=lambda t: scored[t.name][0]) if ok else None
