@@ -276,6 +276,14 @@ class Search:
         record says so) or pruned."""
         return self.found(t) is not None or bool(self.pruned(t))
 
+    def failure(self, t: Trial) -> str | None:
+        """Why the trial failed, as its seed-0 record says (\"training loss became nan in epoch
+        0\"); None when it did not fail or left no record."""
+        where = self.found(t)
+        rec = where and store.read_record(store.record_path(
+            where, self.args.dataset, self.args.model, "validation", TUNING_SEED))
+        return (rec.get("error") or "no reason recorded") if rec and rec["status"] != "ok" else None
+
     def pruned(self, t: Trial) -> dict | None:
         """What successive halving kept of a trial it stopped (``pruned.json`` in its folder:
         its best validation NDCG@20, that epoch, its evaluations), or None."""
@@ -603,8 +611,9 @@ def report(search: Search, spec, args, given, trials: list[Trial], cmd_text: str
         minutes += spent
         sc = scored[t.name]
         if sc is None:
+            why = search.failure(t)
             rows.append([t.stage, *(t.point.get(k, "") for k in keys), "failed", "failed", "—",
-                         *([""] if dreamrec else []), "—", ""])
+                         *([""] if dreamrec else []), "—", f"failed: {why}" if why else ""])
             continue
         tie = ""
         if t is best:

@@ -44,14 +44,17 @@ def fake_runs(monkeypatch, value, calls):
                          prep.chash):
             return 0  # finished: skipped, as harness.run skips it
         calls.append((train_cfg.lr, train_cfg.weight_decay))
-        ndcg = value(train_cfg.lr, train_cfg.weight_decay)
+        ndcg = value(train_cfg.lr, train_cfg.weight_decay)  # None: the training diverges
         for protocol in ("validation", "published"):
             path = store.record_path(prep.home, args.dataset, args.model, protocol, 0)
-            rec = dict(prep.base, seed=0, schema=store.SCHEMA, protocol=protocol, status="ok",
-                       error=None, selected_epoch=3, val={"ndcg@20": ndcg, "hr@20": 2 * ndcg},
-                       test={"ndcg@20": 0.5, "hr@20": 0.5}, wall={"total_s": 60.0})
+            rec = dict(prep.base, seed=0, schema=store.SCHEMA, protocol=protocol,
+                       status="failed", error="training loss became nan in epoch 0")
+            if ndcg is not None:
+                rec.update(status="ok", error=None, selected_epoch=3,
+                           val={"ndcg@20": ndcg, "hr@20": 2 * ndcg},
+                           test={"ndcg@20": 0.5, "hr@20": 0.5}, wall={"total_s": 60.0})
             store.write_record(path, rec, np.zeros(3, dtype=np.int64))
-        return 0
+        return 0 if ndcg is not None else 1
     monkeypatch.setattr(run, "command", command)
 
 
@@ -97,6 +100,20 @@ def test_the_rule_runs_its_stages_chooses_on_validation_and_adopts_seed0(tmp_pat
                       "--jobs", "1"]) == 0
     assert calls == []
     assert (res / "tuning" / "ml-100k-gru4rec.md").read_text() == report
+
+
+def test_a_failed_trial_is_reported_with_its_records_reason_and_the_rule_goes_on(
+        tmp_path, configs, monkeypatch):
+    calls = []
+    fake_runs(monkeypatch, lambda lr, wd: None if lr == 1e-2 else 0.1 - abs(math.log10(lr) + 3)
+              / 100 - abs(math.log10(wd) + 6) / 1000, calls)
+    res = tmp_path / "res"
+    tune.main(["--model", "sasrec", "--dataset", "ml-100k", "--results-dir", str(res),
+               "--jobs", "1", "--no-write-config"])
+    report = (res / "tuning" / "ml-100k-sasrec.md").read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| lr ") and "1e-2" in line)
+    assert "failed: training loss became nan in epoch 0" in row
+    assert "Chosen by validation NDCG@20: **lr=1e-3, weight_decay=1e-6**" in report
 
 
 def test_an_interior_learning_rate_stops_the_outward_search(tmp_path, configs, monkeypatch):
