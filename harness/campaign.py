@@ -382,7 +382,11 @@ def collect(src: Path, dest: Path) -> list[Path]:
         if rel.parts[0] not in ("records", "variants", "tuning", "checks"):
             continue
         rec = store.read_record(path)
-        if rec is None or rec.get("status") != "ok" or not path.with_suffix(".npz").exists():
+        # a tuning trial that failed (a loss that became nan) ran to its end: the search counts
+        # it and its report gives the reason, so it comes too (a record and no ranks)
+        failed_trial = rel.parts[0] == "tuning" and rec is not None and rec.get("status") == "failed"
+        if not failed_trial and (rec is None or rec.get("status") != "ok"
+                                 or not path.with_suffix(".npz").exists()):
             continue
         finished.append((path, rel, rec))
     # a config's records in a results folder's own records/ (the main one, a tuning trial's, a
@@ -402,7 +406,8 @@ def collect(src: Path, dest: Path) -> list[Path]:
             if old and old.get("config_hash") != new.get("config_hash"):
                 raise HarnessError(f"{target} holds another config's record; move it out of "
                                    f"{rdest} by hand before collecting")
-        if _copy(path.with_suffix(".npz"), target.with_suffix(".npz")):
+        if path.with_suffix(".npz").exists() and _copy(path.with_suffix(".npz"),
+                                                       target.with_suffix(".npz")):
             written.append(target.with_suffix(".npz"))
         if _copy(path, target):
             written.append(target)

@@ -294,8 +294,10 @@ class Search:
         return data if data.get("config_hash") == t.prep.chash else None
 
     def run(self, trials: list[Trial]) -> int | None:
-        """Train the trials that are not finished; an exit code when the search must stop."""
-        trials = [t for t in trials if not self.records(t) and not self.pruned(t)]
+        """Train the trials that have not run (:meth:`ran`: a trial that failed, its loss
+        nan, would fail again the same way, as Ray Tune's resume leaves errored trials); an exit
+        code when the search must stop."""
+        trials = [t for t in trials if not self.ran(t)]
         if not trials:
             return None
         self.progress["left"] += len(trials)

@@ -127,13 +127,13 @@ def test_a_stopped_campaign_stops_its_jobs_and_the_same_command_resumes(tmp_path
 
 def fake_record(results: Path, dataset: str, model: str, chash: str, seed: int,
                 created: str = "2026-12-04T00:00:00+00:00", protocol: str = "validation",
-                npz: bool = True) -> Path:
+                npz: bool = True, status: str = "ok") -> Path:
     path = store.record_path(results, dataset, model, protocol, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     if npz:
         np.savez(path.with_suffix(".npz"), test_ranks=np.arange(3))
     path.write_text(json.dumps({"schema": store.SCHEMA, "dataset": dataset, "model": model,
-                                "config_hash": chash, "seed": seed, "status": "ok",
+                                "config_hash": chash, "seed": seed, "status": status,
                                 "created": created}))
     return path
 
@@ -224,6 +224,20 @@ def test_collect_sets_a_trials_old_config_aside_when_the_clone_did(tmp_path):
         src / "results" / trial)
     assert store.read_record(aside)["config_hash"] == old_hash and aside.with_suffix(".npz").exists()
     assert campaign.collect(src, dest) == []
+
+
+def test_collect_brings_a_failed_tuning_trial_and_no_other_failed_run(tmp_path):
+    # the search counts a trial whose loss became nan as run; without its record the checkout's
+    # `harness.tune` would train it again to render its report
+    src, dest = checkout(tmp_path / "clone"), checkout(tmp_path / "main")
+    trial = fake_record(src / "results" / "tuning" / "ml-100k" / "adaranker" / "lr=1e-2",
+                        "ml-100k", "adaranker", "1" * 16, 0, npz=False, status="failed")
+    seed = fake_record(src / "results", "ml-100k", "adaranker", "1" * 16, 1, npz=False,
+                       status="failed")  # a Table 1 seed: rerun, not collected
+    written = campaign.collect(src, dest)
+    assert written == [dest / "results" / trial.relative_to(src / "results")]
+    assert store.read_record(written[0])["status"] == "failed"
+    assert not (dest / "results" / seed.relative_to(src / "results")).exists()
 
 
 def test_collect_refuses_a_folder_that_is_not_a_checkout(tmp_path):

@@ -114,6 +114,11 @@ def test_a_failed_trial_is_reported_with_its_records_reason_and_the_rule_goes_on
     row = next(line for line in report.splitlines() if line.startswith("| lr ") and "1e-2" in line)
     assert "failed: training loss became nan in epoch 0" in row
     assert "Chosen by validation NDCG@20: **lr=1e-3, weight_decay=1e-6**" in report
+    calls.clear()  # a rerun trains nothing: the failed trial would fail again the same way
+    tune.main(["--model", "sasrec", "--dataset", "ml-100k", "--results-dir", str(res),
+               "--jobs", "1", "--no-write-config"])
+    assert calls == []
+    assert (res / "tuning" / "ml-100k-sasrec.md").read_text() == report
 
 
 def test_an_interior_learning_rate_stops_the_outward_search(tmp_path, configs, monkeypatch):
