@@ -321,6 +321,20 @@ def command(args: argparse.Namespace) -> int:
               file=sys.stderr)
     else:
         print("nothing to run: every run of the table is recorded", file=sys.stderr)
+    # a config row shows its own config's records only, as it does rendered without the data:
+    # its home is the model's records/ when the preset is the tuned config, and that folder may
+    # still hold the records of the tuned config before it
+    for d in loaded:
+        for m in configs:
+            if (d, m) in homes:
+                spec = MODELS[table1.row_model(m)]
+                found = recorded_home(spec, d, *spec.configs(
+                    d, parse_overrides(per_model[spec.name]), str(table1.preset_file(m, d))),
+                    args.results_dir)
+                if found is None:
+                    del homes[(d, m)]
+                else:
+                    homes[(d, m)] = found
     tables = [table1.build(args.results_dir, p, shown, models, missing_data, args.quick, homes,
                            extras) for p in protocols]
     for t in tables:

@@ -481,6 +481,13 @@ def footnotes(t: Table) -> list[str]:
                      f"dataset (harness/configs/<dataset>/{PRESET_ROWS[row][1]}), not tuned here; "
                      f"trained, selected and evaluated as every row; not ranked, not tested; — "
                      f"where no setting was published for the dataset.")
+        same = [d for d in t.datasets if (own := t.cells.get((d, row_model(row))))
+                and (preset := t.cells.get((d, row))) and own.n and preset.n
+                and own.config_hashes == preset.config_hashes]
+        if same:
+            notes.append(f"{row_label(row)}: on {', '.join(same)} the tuning rule chose the "
+                         f"published setting itself, so the two rows are one config (one config "
+                         f"hash) and show the same records.")
     if t.beyond:
         notes.append(f"{BEYOND_TITLE}: generative rows the paper does not have ("
                      + ", ".join(row_label(r) for r in t.beyond) + "), tuned by the same rule "

@@ -598,6 +598,42 @@ def test_the_authors_preset_row_is_shown_unranked_and_untested_under_the_tuned_r
     assert "DreamRec, authors' preset: HR@20 5.50 (the DreamRec row: 1.10)" in table1.reading([t])
 
 
+def test_a_preset_row_that_is_the_tuned_config_shows_only_that_configs_records(tmp_path,
+                                                                              monkeypatch):
+    """The rule comes to choose the published setting before it has run: the model's records/
+    still hold the config before, which the model's row shows, marked; the preset row, whose
+    records would go to the same folder, shows none of them."""
+    import harness.models
+
+    configs = tmp_path / "configs"
+    shutil.copytree(harness.models.CONFIG_DIR, configs)
+    monkeypatch.setattr(harness.models, "CONFIG_DIR", configs)
+    monkeypatch.setattr(table1, "CONFIG_DIR", configs)
+    own = configs / "ml-100k" / "dreamrec.toml"
+    preset = configs / "ml-100k" / "dreamrec.authors.toml"
+    tiny = own.read_text()  # the configured settings themselves, small: records go to records/
+    for key, value in (("timesteps", "5"), ("hidden_size", "16"), ("batch_size", "1024"),
+                       ("max_epochs", "2"), ("eval_every", "1")):
+        tiny = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", tiny)
+    own.write_text(tiny)
+    preset.write_text(re.sub(r"(?m)^lr = .*$", "lr = 0.004", tiny))
+    args = ["--datasets", "ml-100k", "--models", "dreamrec,dreamrec.authors", "--seeds", "1",
+            "--device", "cpu", "--jobs", "1", "--results-dir", str(tmp_path / "res")]
+    assert main(args) == 0
+    before = json.loads(store.record_path(tmp_path / "res", "ml-100k", "dreamrec", "validation",
+                                          0).read_text())
+    chosen = re.sub(r"(?m)^lr = .*$", "lr = 0.005", tiny)
+    own.write_text(chosen)
+    preset.write_text(chosen)
+    assert main([*args, "--render-only"]) == 0
+    lines = (tmp_path / "res" / "table1.md").read_text().splitlines()
+    shown = f"{100 * before['test']['hr@20']:.2f}"
+    row = next(x for x in lines if x.startswith("| DreamRec "))
+    assert shown in row and "°" in row
+    row = next(x for x in lines if x.startswith("| DreamRec, authors'"))
+    assert shown not in row and "not run" in row
+
+
 def test_a_reproduction_runs_the_preset_row_apart_and_only_once_when_it_is_the_config(
         tmp_path, monkeypatch):
     """Into an empty folder: the preset's records go to variants/<its hash>/, the tuned config's
@@ -631,6 +667,7 @@ def test_a_reproduction_runs_the_preset_row_apart_and_only_once_when_it_is_the_c
     md = (res / "table1.md").read_text().split("\n\n")
     row = next(x for x in "\n\n".join(md).splitlines() if x.startswith("| DreamRec, authors'"))
     assert f"{100 * preset_rec['test']['hr@20']:.2f}" in row
+    assert "chose the published setting itself" not in (res / "table1.md").read_text()
     # the preset equal to the config: one run, one row of the same records
     preset.write_text(own)
     res2 = tmp_path / "res2"
@@ -638,6 +675,8 @@ def test_a_reproduction_runs_the_preset_row_apart_and_only_once_when_it_is_the_c
     (inv,) = [json.loads(x) for x in (res2 / "logs" / "invocations.jsonl").read_text().splitlines()]
     assert inv["runs"] == 1 and not (res2 / "variants").exists()
     assert "(the same config and records as the DreamRec row)" in (res2 / "table1.md").read_text()
+    assert ("DreamRec, authors' preset: on ml-100k the tuning rule chose the published setting "
+            "itself, so the two rows are one config") in (res2 / "table1.md").read_text()
 
 
 def test_the_beyond_block_is_tested_against_the_best_baseline_and_never_ranked():
