@@ -382,11 +382,13 @@ def collect(src: Path, dest: Path) -> list[Path]:
         if rel.parts[0] not in ("records", "variants", "tuning", "checks"):
             continue
         rec = store.read_record(path)
+        if rec is None:
+            continue
+        ok = rec.get("status") == "ok" and path.with_suffix(".npz").exists()
         # a tuning trial that failed (a loss that became nan) ran to its end: the search counts
         # it and its report gives the reason, so it comes too (a record and no ranks)
-        failed_trial = rel.parts[0] == "tuning" and rec is not None and rec.get("status") == "failed"
-        if not failed_trial and (rec is None or rec.get("status") != "ok"
-                                 or not path.with_suffix(".npz").exists()):
+        failed_trial = rel.parts[0] == "tuning" and rec.get("status") == "failed"
+        if not (ok or failed_trial):
             continue
         finished.append((path, rel, rec))
     # a config's records in a results folder's own records/ (the main one, a tuning trial's, a

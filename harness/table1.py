@@ -445,6 +445,14 @@ SELECTION_GAP_NOTE = (
     "printout of all of them.")
 
 
+def same_config(cells: dict[tuple[str, str], Cell], dataset: str, row: str) -> bool:
+    """A config row (a preset) whose records are its model's row's own: both have records,
+    of one config hash (the tuning rule chose the published setting itself)."""
+    own, preset = cells.get((dataset, row_model(row))), cells.get((dataset, row))
+    return bool(own and preset and own.n and preset.n and preset.config_hashes
+                and own.config_hashes == preset.config_hashes)
+
+
 def footnotes(t: Table) -> list[str]:
     seeds = sorted({c.n for c in t.cells.values() if c.n})
     devices = sorted({d for c in t.cells.values() for d in c.devices})
@@ -481,9 +489,7 @@ def footnotes(t: Table) -> list[str]:
                      f"dataset (harness/configs/<dataset>/{PRESET_ROWS[row][1]}), not tuned here; "
                      f"trained, selected and evaluated as every row; not ranked, not tested; — "
                      f"where no setting was published for the dataset.")
-        same = [d for d in t.datasets if (own := t.cells.get((d, row_model(row))))
-                and (preset := t.cells.get((d, row))) and own.n and preset.n
-                and own.config_hashes == preset.config_hashes]
+        same = [d for d in t.datasets if same_config(t.cells, d, row)]
         if same:
             notes.append(f"{row_label(row)}: on {', '.join(same)} the tuning rule chose the "
                          f"published setting itself, so the two rows are one config (one config "
@@ -1009,8 +1015,7 @@ def reading(tables: list[Table]) -> str:
             cell = val.cells.get((d, row))
             if cell is not None and cell.n:
                 model = row_model(row)
-                same = (model in ranked and bool(cell.config_hashes)
-                        and val.cells[(d, model)].config_hashes == cell.config_hashes)
+                same = model in ranked and same_config(val.cells, d, row)
                 tuned = (" (the same config and records as the " + row_label(model) + " row)"
                          if same else f" (the {row_label(model)} row: {pct(model):.2f})"
                          if model in ranked else "")

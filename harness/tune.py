@@ -254,18 +254,24 @@ class Search:
                 continue
         return out
 
-    def found(self, t: Trial) -> Path | None:
-        """The folder holding the trial's seed-0 record of its config (finished or failed): its
-        prepared home, else its folder or the folder's ``variants/<hash>/`` (a config file
-        renamed, such as ``ips.popularity.toml`` made ``ips.toml``, turns trials recorded
-        apart into the configured config's and back); None when there is none."""
+    def seed0(self, t: Trial) -> tuple[Path, dict[str, Any]] | None:
+        """The trial's seed-0 validation record of its config (finished or failed) and the
+        folder holding it: its prepared home, else its folder or the folder's
+        ``variants/<hash>/`` (a config file renamed, such as ``ips.popularity.toml`` made
+        ``ips.toml``, turns trials recorded apart into the configured config's and back); None
+        when there is none."""
         root = self.root / t.name
         for where in (t.prep.home, root, store.variant_dir(root, t.prep.chash)):
             rec = store.read_record(store.record_path(where, self.args.dataset, self.args.model,
                                                       "validation", TUNING_SEED))
             if rec and rec.get("config_hash") == t.prep.chash:
-                return where
+                return where, rec
         return None
+
+    def found(self, t: Trial) -> Path | None:
+        """The folder holding the trial's seed-0 record of its config (:meth:`seed0`)."""
+        hit = self.seed0(t)
+        return hit[0] if hit else None
 
     def home(self, t: Trial) -> Path:
         """Where the trial's records of its config are (:meth:`found`), else where they go."""
@@ -279,9 +285,8 @@ class Search:
     def failure(self, t: Trial) -> str | None:
         """Why the trial failed, as its seed-0 record says (\"training loss became nan in epoch
         0\"); None when it did not fail or left no record."""
-        where = self.found(t)
-        rec = where and store.read_record(store.record_path(
-            where, self.args.dataset, self.args.model, "validation", TUNING_SEED))
+        hit = self.seed0(t)
+        rec = hit[1] if hit else None
         return (rec.get("error") or "no reason recorded") if rec and rec["status"] != "ok" else None
 
     def pruned(self, t: Trial) -> dict | None:
