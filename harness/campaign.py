@@ -529,9 +529,11 @@ def compare(a: Path, b: Path, datasets: list[str] | None = None) -> list[str]:
 def _steps(command: str) -> list[tuple[str, argparse.Namespace]]:
     """The ``python -m harness.<module>`` steps of a job's command with the arguments that
     size them (the rest ignored)."""
-    p = argparse.ArgumentParser(add_help=False)
-    for opt in ("--model", "--dataset", "--config", "--models", "--datasets"):
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # diagnose's --seed is
+    for opt in ("--model", "--dataset", "--config", "--models", "--datasets",  # not --seeds
+                "--seed-stopping-first"):
         p.add_argument(opt)
+    p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--results-dir", default="results")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--grid", action="append", default=[])
@@ -602,19 +604,25 @@ def step_stopping(a: argparse.Namespace, root: Path) -> dict[str, Any] | None:
 
 
 def _done_seeds(a: argparse.Namespace, root: Path, results: Path, n: int) -> int | None:
-    """How many of seeds 0..n-1 of a ``harness.run`` step are recorded for the config it would
-    run now (its hash, as the run computes it), or None when it cannot be prepared here."""
+    """How many of the n seeds a ``harness.run`` step runs (from its ``--first-seed``, or the
+    one its ``--seed-stopping-first`` picks) are recorded for the config it would run now (its
+    hash, as the run computes it), or None when it cannot be prepared here (a seed to pick
+    among that is not recorded yet included)."""
     from harness import run
 
+    first = getattr(a, "first_seed", 0)
+    pick = getattr(a, "seed_stopping_first", None)
     argv = ["--model", a.model, "--dataset", a.dataset, "--seeds", str(n), "--results-dir",
             str(results), *(["--config", str(root / a.config)] if a.config else []),
+            *(["--first-seed", str(first)] if first else []),
+            *(["--seed-stopping-first", str(root / pick)] if pick else []),
             *[x for kv in a.set for x in ("--set", kv)]]
     try:
         prep = run.prepare(run.build_parser().parse_args(argv))
     except (HarnessError, SystemExit):
         return None
     return sum(store.is_done(store.record_path(prep.home, a.dataset, a.model, "validation", s),
-                             prep.chash) for s in range(n))
+                             prep.chash) for s in prep.seeds)
 
 
 def _trials_ran(a: argparse.Namespace, root: Path, results: Path) -> int | None:
@@ -646,7 +654,9 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
 
     results = root / a.results_dir
     if module == "run" and a.model and a.dataset:
-        key = ("seeds", str(results), a.dataset, a.model, a.config, tuple(a.set))
+        # the seeds it runs: from --first-seed, or the one --seed-stopping-first picks
+        key = ("seeds", str(results), a.dataset, a.model, a.config, tuple(a.set), a.first_seed,
+               a.seed_stopping_first)
         n = a.seeds or 1
         done = _done_seeds(a, root, results, n)
         if done is None:  # not preparable here (its data missing): the seed files there are
@@ -686,7 +696,7 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
         planned[key] = wanted
         n = max(0, wanted - max(done, grid_done))  # a trial of the config before counts 0
         if adopts:  # the winning trial is seed 0
-            seeds = ("seeds", str(results), a.dataset, a.model, None, ())
+            seeds = ("seeds", str(results), a.dataset, a.model, None, (), 0, None)
             planned[seeds] = max(planned.get(seeds, 0), 1)
         return [(a.dataset, a.model, n)]
     if module == "guidance":

@@ -259,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seeds", type=int, default=5, help="number of seeds (default: 5)")
     ap.add_argument("--first-seed", type=int, default=0,
                     help="seeds run first..first+N-1 (default: 0)")
+    ap.add_argument("--seed-stopping-first", default=None, metavar="RESULTS_DIR",
+                    help="run the one seed (with --seeds 1), of those recorded in RESULTS_DIR "
+                    "for the config file's own settings (no --set), whose validation run "
+                    "stopped first (fewest epochs; the lowest seed on a tie): the seed a check "
+                    "with a longer patience should rerun, e.g. --seeds 1 --seed-stopping-first "
+                    "results --set patience=30 --results-dir results/checks/patience30")
     ap.add_argument("--protocol", default="validation", choices=["validation", "published", "both"],
                     help="validation: select on val only (default); published: also evaluate test "
                     "at every evaluation and report the best (test-selected); both: one training, "
@@ -316,6 +322,7 @@ class Prepared:
     chash: str
     configured: bool  # the config file's own settings (no --set, no --config that differs)
     home: Path  # the results folder its records go to
+    seeds: list[int] = dataclasses.field(default_factory=list)  # the seeds it runs
 
 
 def resolve(spec: ModelSpec, dataset: str, splits: SequenceSplits, overrides: dict[str, str],
@@ -356,6 +363,26 @@ def recorded_home(spec: ModelSpec, dataset: str, model_cfg: Any, train_cfg: Trai
     return None
 
 
+def seed_stopping_first(spec: ModelSpec, dataset: str, splits: SequenceSplits,
+                        config_file: str | None, results_dir: Path) -> int:
+    """The seed, among the finished validation runs recorded in ``results_dir`` with the
+    settings of ``config_file`` (or the model's config file) as they are, that stopped after
+    the fewest epochs, the lowest on a tie: with early stopping, the run most likely cut short
+    on a noisy plateau, so the one a check with a longer patience reruns."""
+    ref = resolve(spec, dataset, splits, {}, config_file, results_dir)
+    runs = []
+    for path in sorted((store.records_dir(ref.home, dataset, spec.name) / "validation")
+                       .glob("seed*.json")):
+        rec = store.read_record(path)
+        if rec and rec.get("status") == "ok" and rec.get("config_hash") == ref.chash:
+            runs.append((rec["epochs_run"], rec["seed"]))
+    if not runs:
+        raise HarnessError(f"--seed-stopping-first: {results_dir} holds no finished run of "
+                           f"{spec.name} on {dataset} with the settings of "
+                           f"{config_file or spec.config_path(dataset)}: run its seeds first")
+    return min(runs)[1]
+
+
 def prepare(args: argparse.Namespace) -> Prepared:
     """Every check of an invocation, before anything is written: HarnessError says what is
     wrong."""
@@ -368,6 +395,9 @@ def prepare(args: argparse.Namespace) -> Prepared:
     if args.threads is not None and args.threads < 1:
         raise HarnessError(f"--threads must be >= 1, got {args.threads} (leave it out to use "
                            f"every core)")
+    if args.seed_stopping_first is not None and (args.seeds != 1 or args.first_seed != 0):
+        raise HarnessError("--seed-stopping-first picks the one seed to run: pass --seeds 1 "
+                           "and leave out --first-seed")
     overrides = parse_overrides(args.set)
     if args.mask_history:
         overrides["mask_history"] = "true"
@@ -378,6 +408,10 @@ def prepare(args: argparse.Namespace) -> Prepared:
     pick_device(args.device)
     splits = load_dataset(args.dataset, args.data_dir)
     prep = resolve(spec, args.dataset, splits, overrides, args.config, Path(args.results_dir))
+    prep.seeds = (list(range(args.first_seed, args.first_seed + args.seeds))
+                  if args.seed_stopping_first is None else
+                  [seed_stopping_first(spec, args.dataset, splits, args.config,
+                                       Path(args.seed_stopping_first))])
     store.check_writable(prep.home, "--results-dir")
     if args.save_model:
         store.check_writable(store.default_model_dir(), "the model folder",
@@ -431,7 +465,7 @@ def command(args: argparse.Namespace, progress: dict[str, int] | None = None) ->
     spec, chash = prep.spec, prep.chash
     results_dir = Path(args.results_dir)
     protocols = ["validation", "published"] if args.protocol == "both" else [args.protocol]
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    seeds = prep.seeds
     progress["left"] = len(seeds)
     try:
         if prep.configured:

@@ -578,3 +578,53 @@ def test_left_takes_a_baselines_report_as_done_when_its_lr_stage_ran_for_the_con
                     "python -m harness.tune --model sasrec --dataset ml-100k --threads 1 "
                     "--set max_epochs=50")
     assert ("no training" in row) if same_config else ("5 x sasrec/ml-100k at 1.0 min" in row)
+
+
+def test_left_counts_a_check_by_the_seed_it_reruns(tmp_path, capsys):
+    # a patience check reruns one seed: --first-seed's, or the one --seed-stopping-first picks;
+    # it is left until that seed, not seed 0, is recorded for the check's config
+    from harness import run
+
+    root = checkout(tmp_path / "clone")
+    (root / "gru4rec.toml").write_text((CONFIG_DIR / "ml-100k" / "gru4rec.toml").read_text())
+    base = ["--model", "gru4rec", "--dataset", "ml-100k", "--config", str(root / "gru4rec.toml")]
+    ref = run.prepare(run.build_parser().parse_args([*base, "--results-dir",
+                                                     str(root / "results")]))
+    for seed, epochs in {0: 40, 1: 30, 2: 12}.items():
+        path = fake_record(ref.home, "ml-100k", "gru4rec", ref.chash, seed)
+        path.write_text(json.dumps({**json.loads(path.read_text()), "epochs_run": epochs}))
+    checks = {"picked": "--seeds 1 --seed-stopping-first results",
+              "first2": "--seeds 1 --first-seed 2"}
+    plan = write_plan(tmp_path / "p.plan", [
+        f"{name}: python -m harness.run --model gru4rec --dataset ml-100k --config gru4rec.toml "
+        f"{how} --set patience=30 --results-dir results/checks --threads 1"
+        for name, how in checks.items()])
+    state = tmp_path / "state"
+    state.mkdir()
+
+    def rows() -> dict[str, str]:
+        assert campaign.main(["left", str(plan), "--state", str(state), "--clone",
+                              str(root)]) == 0
+        return {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("| ")}
+
+    check = run.prepare(run.build_parser().parse_args(
+        [*base, "--seeds", "1", "--seed-stopping-first", str(root / "results"),
+         "--set", "patience=30", "--results-dir", str(root / "results" / "checks")]))
+    assert check.seeds == [2]
+    fake_record(check.home, "ml-100k", "gru4rec", check.chash, 0)  # not the seed either reruns
+    before = rows()
+    assert all("1 x gru4rec/ml-100k" in before[name] for name in checks), before
+    fake_record(check.home, "ml-100k", "gru4rec", check.chash, 2)
+    after = rows()
+    assert all("1 x gru4rec/ml-100k" not in after[name] for name in checks), after
+
+
+def test_a_steps_options_are_read_whole_never_as_abbreviations():
+    # diagnose's --seed is not run's --seeds (nor --seed-stopping-first): read as either, a
+    # plan holding both made `campaign left` stop with "ambiguous option"
+    steps = campaign._steps("python -m harness.run --model sasrec --dataset zhihu --seeds 1 "
+                            "--seed-stopping-first results && python -m harness.diagnose "
+                            "--model sasrec --dataset zhihu --seed 3")
+    assert [(m, a.seeds, a.seed_stopping_first) for m, a in steps] == [
+        ("run", 1, "results"), ("diagnose", None, None)]

@@ -506,3 +506,51 @@ def test_a_killed_tuning_driver_takes_its_trials_with_it_and_the_rerun_resumes_t
         point = res / "tuning" / "ml-100k" / "gru4rec" / f"lr={lr},weight_decay=1e-6"
         rec = json.loads(store.record_path(point, "ml-100k", "gru4rec", "validation", 0).read_text())
         assert rec["status"] == "ok" and rec["epochs_run"] == 6
+
+
+def _stopping_records(tmp_path, epochs_run: dict[int, int], failed: tuple[int, ...] = ()
+                      ) -> list[str]:
+    """A GRU4Rec config file of one epoch and fake validation records of it (the given epochs
+    run a seed; the ``failed`` seeds failed) in tmp_path/res; the arguments of a patience check
+    of that config."""
+    from harness import run as run_mod
+    import harness.models
+
+    cfg = tmp_path / "gru4rec.toml"
+    cfg.write_text((harness.models.CONFIG_DIR / "ml-100k" / "gru4rec.toml").read_text()
+                   .replace("max_epochs = 1000", "max_epochs = 1"))
+    ref = run_mod.prepare(run_mod.build_parser().parse_args(
+        ["--model", "gru4rec", "--dataset", "ml-100k", "--config", str(cfg),
+         "--results-dir", str(tmp_path / "res")]))
+    for seed, epochs in epochs_run.items():
+        path = store.record_path(ref.home, "ml-100k", "gru4rec", "validation", seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"schema": store.SCHEMA, "config_hash": ref.chash,
+                                    "seed": seed, "epochs_run": epochs,
+                                    "status": "failed" if seed in failed else "ok"}))
+    return ["--model", "gru4rec", "--dataset", "ml-100k", "--config", str(cfg), "--seeds", "1",
+            "--seed-stopping-first", str(tmp_path / "res"), "--set", "patience=30",
+            "--results-dir", str(tmp_path / "checks"), "--threads", "1", "--no-progress"]
+
+
+def test_a_patience_check_reruns_the_seed_that_stopped_first(tmp_path):
+    # seeds 1 and 3 stopped first (after 12 epochs; 1 is the lower); seed 2 failed in epoch 1
+    args = _stopping_records(tmp_path, {0: 40, 1: 12, 2: 1, 3: 12, 4: 30}, failed=(2,))
+    assert main(args) == 0
+    recorded = sorted(p.name for p in (tmp_path / "checks").rglob("validation/seed*.json"))
+    assert recorded == ["seed1.json"]
+    rec = json.loads(next((tmp_path / "checks").rglob("validation/seed1.json")).read_text())
+    assert rec["seed"] == 1 and rec["config"]["train"]["patience"] == 30
+
+
+def test_a_patience_check_without_recorded_seeds_or_with_more_than_one_is_refused(tmp_path,
+                                                                                   capsys):
+    args = _stopping_records(tmp_path, {})
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "holds no finished run of gru4rec on ml-100k" in err and "run its seeds first" in err
+    assert not (tmp_path / "checks").exists()
+    args = _stopping_records(tmp_path, {0: 5})
+    assert main([*args, "--seeds", "3"]) == 2
+    assert "pass --seeds 1" in capsys.readouterr().err
+    assert not (tmp_path / "checks").exists()
