@@ -254,6 +254,8 @@ def test_the_committed_plan_parses_and_runs_every_job_on_one_thread():
                 assert "--threads 1" in step, job.name
             if "harness.tune" in step:
                 assert "--jobs 1" in step, job.name
+        # `campaign left` reads every step's sizing options (an ambiguous one stopped it)
+        assert all(module and a for module, a in campaign._steps(job.command)), job.name
 
 
 def test_jobs_added_to_the_plan_while_it_runs_are_taken_up_when_a_job_ends(tmp_path):
