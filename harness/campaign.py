@@ -610,12 +610,11 @@ def _done_seeds(a: argparse.Namespace, root: Path, results: Path, n: int) -> int
     among that is not recorded yet included)."""
     from harness import run
 
-    first = getattr(a, "first_seed", 0)
-    pick = getattr(a, "seed_stopping_first", None)
     argv = ["--model", a.model, "--dataset", a.dataset, "--seeds", str(n), "--results-dir",
             str(results), *(["--config", str(root / a.config)] if a.config else []),
-            *(["--first-seed", str(first)] if first else []),
-            *(["--seed-stopping-first", str(root / pick)] if pick else []),
+            *(["--first-seed", str(a.first_seed)] if a.first_seed else []),
+            *(["--seed-stopping-first", str(root / a.seed_stopping_first)]
+              if a.seed_stopping_first else []),
             *[x for kv in a.set for x in ("--set", kv)]]
     try:
         prep = run.prepare(run.build_parser().parse_args(argv))
@@ -644,6 +643,14 @@ def _trials_ran(a: argparse.Namespace, root: Path, results: Path) -> int | None:
         return None
 
 
+def _seeds_key(results: Path, a: argparse.Namespace) -> tuple:
+    """What a ``run`` step's seeds are made of, for the plan's earlier steps to count: its
+    results folder, model, dataset, config and ``--set``, and where its seeds start (its
+    ``--first-seed``, or the one its ``--seed-stopping-first`` picks)."""
+    return ("seeds", str(results), a.dataset, a.model, a.config, tuple(a.set), a.first_seed,
+            a.seed_stopping_first)
+
+
 def runs_left(module: str, a: argparse.Namespace, root: Path,
               planned: dict[tuple, int]) -> list[tuple[str, str, int]]:
     """(dataset, model, trainings still to make) of one step run in the checkout ``root``, by
@@ -654,9 +661,7 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
 
     results = root / a.results_dir
     if module == "run" and a.model and a.dataset:
-        # the seeds it runs: from --first-seed, or the one --seed-stopping-first picks
-        key = ("seeds", str(results), a.dataset, a.model, a.config, tuple(a.set), a.first_seed,
-               a.seed_stopping_first)
+        key = _seeds_key(results, a)
         n = a.seeds or 1
         done = _done_seeds(a, root, results, n)
         if done is None:  # not preparable here (its data missing): the seed files there are
@@ -681,7 +686,8 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
         else:
             wanted = rule_trials(a.model)
         adopts = not a.config and not a.set and not tune.is_guided(a.model)
-        seed0 = argparse.Namespace(model=a.model, dataset=a.dataset, config=None, set=[])
+        seed0 = argparse.Namespace(model=a.model, dataset=a.dataset, config=None, set=[],
+                                   first_seed=0, seed_stopping_first=None)
         # a report means the search ran to its end, unless the config changed since: then
         # fewer of its trials ran for the config now than the search makes at the fewest (a
         # guided model's too: its seed 0 is not the winning trial's; a baseline's rule skips
@@ -696,7 +702,7 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
         planned[key] = wanted
         n = max(0, wanted - max(done, grid_done))  # a trial of the config before counts 0
         if adopts:  # the winning trial is seed 0
-            seeds = ("seeds", str(results), a.dataset, a.model, None, (), 0, None)
+            seeds = _seeds_key(results, seed0)
             planned[seeds] = max(planned.get(seeds, 0), 1)
         return [(a.dataset, a.model, n)]
     if module == "guidance":
