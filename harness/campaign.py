@@ -17,6 +17,12 @@ a few at a time and survives being stopped, so that the same command line contin
   campaign at a time holds a state folder (``DIR/lock``); jobs that a campaign killed outright
   left running (their process groups are in ``DIR/<job>.pgid``) are stopped before a rerun
   starts them again, so that no run trains twice at once.
+- ``marks --state DIR FILE [--restore]``: the state folder lives outside the checkout and can be
+  lost with its machine, and its done marks cannot be derived from the records (a job that ran
+  under a config since edited would train again), so they are kept in a committed file: without
+  ``--restore``, FILE gets every job the state folder marks done (with its wall time), beside
+  those it listed before; with it, each job FILE lists gets its ``DIR/<job>.done`` where it has
+  none (a mark already there is kept). A failed mark is never carried.
 - ``drop-older --before TIME FOLDER...``: delete the records (``seed*.json`` and its ``.npz``)
   created before TIME under the folders, so that a campaign reruns them on the current code
   (run it in the campaign's own clone: the main checkout keeps the old records until
@@ -273,6 +279,56 @@ def run_plan(plan: Path, state: Path, slots: int, retry_failed: bool = False,
         print(f"{len(failed)} jobs failed: {', '.join(failed)} (logs in {state}; "
               f"--retry-failed runs them again)", file=sys.stderr)
     return 1 if failed or blocked else 0
+
+
+MARKS_HEADER = ("# the jobs of a campaign marked done in its state folder, one 'name: wall time' a "
+                "line\n# (python -m harness.campaign marks; --restore puts them back)\n")
+
+
+def read_marks(path: Path) -> dict[str, str]:
+    """The jobs a marks file lists, ``{name: text of its mark}`` ({} when there is no file)."""
+    if not Path(path).exists():
+        return {}
+    marks = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, text = line.partition(":")
+        if not sep or not NAME.match(name.strip()):
+            raise HarnessError(f"{path}:{number}: expected 'job: wall time', got {line!r}; "
+                               f"write it with python -m harness.campaign marks")
+        marks[name.strip()] = text.strip()
+    return marks
+
+
+def save_marks(state: Path, path: Path) -> list[str]:
+    """Add the jobs ``state`` marks done to the marks file ``path`` (those it listed stay);
+    returns the names added."""
+    if not Path(state).is_dir():
+        raise HarnessError(f"no state folder {state}; pass the campaign's --state folder")
+    marks = read_marks(path)
+    done = {mark.stem: mark.read_text().strip() for mark in sorted(Path(state).glob("*.done"))}
+    added = [name for name in done if name not in marks]
+    marks.update(done)
+    store.write_text(path, MARKS_HEADER + "".join(f"{k}: {v}\n" for k, v in sorted(marks.items())))
+    return added
+
+
+def restore_marks(path: Path, state: Path) -> list[str]:
+    """Give each job the marks file ``path`` lists a done mark in ``state`` where it has none;
+    returns the names marked."""
+    if not Path(path).exists():
+        raise HarnessError(f"no marks file {path}; write one with python -m harness.campaign "
+                           f"marks --state DIR {path}")
+    marks = read_marks(path)
+    Path(state).mkdir(parents=True, exist_ok=True)
+    restored = []
+    for name, text in marks.items():
+        if not (Path(state) / f"{name}.done").exists():
+            store.write_text(Path(state) / f"{name}.done", text + "\n")
+            restored.append(name)
+    return restored
 
 
 def hold_lock(state: Path):
@@ -774,6 +830,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--jobs", type=int, default=2, help="jobs at a time (default: 2)")
     r.add_argument("--retry-failed", action="store_true",
                    help="run the jobs marked failed again (default: skip them)")
+    m = sub.add_parser("marks", help="keep a state folder's done marks in a committed file, "
+                       "or put them back")
+    m.add_argument("file", type=Path, help="the marks file (e.g. campaigns/rerun.done)")
+    m.add_argument("--state", type=Path, required=True, help="the campaign's state folder")
+    m.add_argument("--restore", action="store_true",
+                   help="mark done in the state folder every job the file lists")
     d = sub.add_parser("drop-older", help="delete records created before a time")
     d.add_argument("--before", required=True,
                    help="ISO time with zone, e.g. 2026-12-03T00:00:00+00:00")
@@ -803,6 +865,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return run_plan(args.plan, args.state, args.jobs, args.retry_failed)
+        if args.command == "marks":
+            if args.restore:
+                names = restore_marks(args.file, args.state)
+                print(f"marked {len(names)} jobs done in {args.state}" +
+                      (f": {', '.join(names)}" if names else ""))
+            else:
+                names = save_marks(args.state, args.file)
+                print(f"{args.file}: {len(read_marks(args.file))} jobs done ({len(names)} new)")
+            return 0
         if args.command == "drop-older":
             before = cli.iso_time(args.before, "--before")
             missing = [str(f) for f in args.folders if not f.is_dir()]

@@ -630,3 +630,42 @@ def test_a_steps_options_are_read_whole_never_as_abbreviations():
                             "--model sasrec --dataset zhihu --seed 3")
     assert [(m, a.seeds, a.seed_stopping_first) for m, a in steps] == [
         ("run", 1, "results"), ("diagnose", None, None)]
+
+
+def test_done_marks_survive_a_lost_state_folder_through_the_marks_file(tmp_path, capsys):
+    state, marks = tmp_path / "state", tmp_path / "rerun.done"
+    state.mkdir()
+    (state / "a.done").write_text("in 0.50 h\n")
+    (state / "b.failed").write_text("exit 1\n")
+    assert campaign.main(["marks", str(marks), "--state", str(state)]) == 0
+    assert campaign.read_marks(marks) == {"a": "in 0.50 h"}  # a failed job is not carried
+    (state / "c.done").write_text("in 2.00 h\n")
+    campaign.main(["marks", str(marks), "--state", str(state)])
+    # the machine and its state folder are gone; a new one gets the marks back, and a job the
+    # new folder already marks keeps its own mark
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "c.done").write_text("in 3.00 h\n")
+    (state / "a.done").unlink()
+    campaign.main(["marks", str(marks), "--state", str(state)])  # a file's job stays listed
+    assert campaign.main(["marks", str(marks), "--state", str(fresh), "--restore"]) == 0
+    assert (fresh / "a.done").read_text() == "in 0.50 h\n"
+    assert (fresh / "c.done").read_text() == "in 3.00 h\n"
+    assert not (fresh / "b.failed").exists() and not (fresh / "b.done").exists()
+    assert "marked 1 jobs done" in capsys.readouterr().out
+    # the restored folder is one the runner skips: the job marked done does not run again
+    plan = write_plan(tmp_path / "p.plan", [f"a: touch {tmp_path / 'ran-a'}",
+                                             f"d: touch {tmp_path / 'ran-d'}"])
+    assert campaign.main(["run", str(plan), "--state", str(fresh)]) == 0
+    assert not (tmp_path / "ran-a").exists() and (tmp_path / "ran-d").exists()
+
+
+def test_a_marks_file_that_is_not_one_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "rerun.done"
+    bad.write_text("not a mark line\n")
+    assert campaign.main(["marks", str(bad), "--state", str(tmp_path), "--restore"]) == 2
+    assert "expected 'job: wall time'" in capsys.readouterr().err
+    assert campaign.main(["marks", str(tmp_path / "none"), "--state", str(tmp_path),
+                          "--restore"]) == 2
+    assert campaign.main(["marks", str(bad), "--state", str(tmp_path / "none")]) == 2
+    assert not (tmp_path / "none").exists()
