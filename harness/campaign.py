@@ -45,7 +45,8 @@ a few at a time and survives being stopped, so that the same command line contin
   by the records' own run times (the median minutes of one seed of the model on the dataset,
   from its validation records anywhere under the clone's results, those trained with the step's
   epochs, evaluation cadence and patience when there are any, times the trainings each step
-  still has to make: seeds recorded for the config each step would run now, by its hash; the
+  still has to make: seeds recorded for the config each step would run now, by its hash (and
+  with their states in the clone's model folder, for a step that keeps them); the
   tuning rule counted at its fewest trials, all of them when the config changed since);
   a model never timed on a dataset is named.
 
@@ -594,6 +595,7 @@ def _steps(command: str) -> list[tuple[str, argparse.Namespace]]:
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--grid", action="append", default=[])
     p.add_argument("--set", action="append", default=[])
+    p.add_argument("--save-model", action="store_true")
     out = []
     for step in command.split("&&"):
         words = shlex.split(step)
@@ -659,11 +661,19 @@ def step_stopping(a: argparse.Namespace, root: Path) -> dict[str, Any] | None:
     return {k: getattr(train, k) for k in STOPPING}
 
 
+def model_dir(root: Path) -> Path:
+    """Where the commands run in the checkout ``root`` keep their ``--save-model`` states (as
+    :func:`harness.store.default_model_dir` says for that checkout)."""
+    env = os.environ.get("HARNESS_MODEL_DIR")
+    return Path(env) if env else Path(root) / ".cache" / "models"
+
+
 def _done_seeds(a: argparse.Namespace, root: Path, results: Path, n: int) -> int | None:
     """How many of the n seeds a ``harness.run`` step runs (from its ``--first-seed``, or the
     one its ``--seed-stopping-first`` picks) are recorded for the config it would run now (its
-    hash, as the run computes it), or None when it cannot be prepared here (a seed to pick
-    among that is not recorded yet included)."""
+    hash, as the run computes it), with their kept state when the step has ``--save-model``
+    (the run trains a recorded seed again whose state is not there), or None when it cannot be
+    prepared here (a seed to pick among that is not recorded yet included)."""
     from harness import run
 
     argv = ["--model", a.model, "--dataset", a.dataset, "--seeds", str(n), "--results-dir",
@@ -677,7 +687,10 @@ def _done_seeds(a: argparse.Namespace, root: Path, results: Path, n: int) -> int
     except (HarnessError, SystemExit):
         return None
     return sum(store.is_done(store.record_path(prep.home, a.dataset, a.model, "validation", s),
-                             prep.chash) for s in prep.seeds)
+                             prep.chash)
+               and (not a.save_model or store.state_path(model_dir(root), a.dataset, a.model,
+                                                         prep.chash, s).exists())
+               for s in prep.seeds)
 
 
 def _trials_ran(a: argparse.Namespace, root: Path, results: Path) -> int | None:
@@ -702,9 +715,10 @@ def _trials_ran(a: argparse.Namespace, root: Path, results: Path) -> int | None:
 def _seeds_key(results: Path, a: argparse.Namespace) -> tuple:
     """What a ``run`` step's seeds are made of, for the plan's earlier steps to count: its
     results folder, model, dataset, config and ``--set``, and where its seeds start (its
-    ``--first-seed``, or the one its ``--seed-stopping-first`` picks)."""
+    ``--first-seed``, or the one its ``--seed-stopping-first`` picks), and whether it keeps their
+    states (last: seeds kept count for a step that does not keep them, not the other way)."""
     return ("seeds", str(results), a.dataset, a.model, a.config, tuple(a.set), a.first_seed,
-            a.seed_stopping_first)
+            a.seed_stopping_first, a.save_model)
 
 
 def runs_left(module: str, a: argparse.Namespace, root: Path,
@@ -722,7 +736,7 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
         done = _done_seeds(a, root, results, n)
         if done is None:  # not preparable here (its data missing): the seed files there are
             done = len(_seed_files(store.records_dir(results, a.dataset, a.model) / "validation"))
-        done = max(done, planned.get(key, 0))
+        done = max(done, planned.get(key, 0), planned.get((*key[:-1], True), 0))
         planned[key] = max(done, n)
         return [(a.dataset, a.model, max(0, n - done))]
     if module == "tune" and a.model and a.dataset:
@@ -743,7 +757,7 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
             wanted = rule_trials(a.model)
         adopts = not a.config and not a.set and not tune.is_guided(a.model)
         seed0 = argparse.Namespace(model=a.model, dataset=a.dataset, config=None, set=[],
-                                   first_seed=0, seed_stopping_first=None)
+                                   first_seed=0, seed_stopping_first=None, save_model=False)
         # a report means the search ran to its end, unless the config changed since: then
         # fewer of its trials ran for the config now than the search makes at the fewest (a
         # guided model's too: its seed 0 is not the winning trial's; a baseline's rule skips
@@ -757,8 +771,9 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
             return []  # (a rerun only rewrites its report)
         planned[key] = wanted
         n = max(0, wanted - max(done, grid_done))  # a trial of the config before counts 0
-        if adopts:  # the winning trial is seed 0
-            seeds = _seeds_key(results, seed0)
+        if adopts:  # the winning trial is seed 0 (its state kept when the trials keep theirs)
+            seeds = _seeds_key(results, argparse.Namespace(**{**vars(seed0),
+                                                              "save_model": a.save_model}))
             planned[seeds] = max(planned.get(seeds, 0), 1)
         return [(a.dataset, a.model, n)]
     if module == "guidance":

@@ -622,6 +622,48 @@ def test_left_counts_a_check_by_the_seed_it_reruns(tmp_path, capsys):
     assert all("1 x gru4rec/ml-100k" not in after[name] for name in checks), after
 
 
+
+def test_left_counts_a_recorded_seed_whose_kept_state_is_lost_when_the_step_keeps_states(
+        tmp_path, capsys, monkeypatch):
+    # harness.run --save-model trains a recorded seed again when its state is not in the model
+    # folder (a state lost with its machine): left counts it, and a step after it without
+    # --save-model counts the seeds that one makes
+    from harness import run
+
+    monkeypatch.delenv("HARNESS_MODEL_DIR", raising=False)
+    root = checkout(tmp_path / "clone")
+    (root / "gru4rec.toml").write_text((CONFIG_DIR / "ml-100k" / "gru4rec.toml").read_text())
+    ref = run.prepare(run.build_parser().parse_args(
+        ["--model", "gru4rec", "--dataset", "ml-100k", "--config", str(root / "gru4rec.toml"),
+         "--results-dir", str(root / "results")]))
+    for seed in (0, 1):
+        fake_record(ref.home, "ml-100k", "gru4rec", ref.chash, seed)
+    step = ("python -m harness.run --model gru4rec --dataset ml-100k --config gru4rec.toml "
+            "--seeds 2 --threads 1")
+    plan = write_plan(tmp_path / "p.plan", [f"keep: {step} --save-model", f"after: {step}",
+                                            f"plain: {step}"])
+    state = tmp_path / "state"
+    state.mkdir()
+
+    def rows() -> dict[str, str]:
+        assert campaign.main(["left", str(plan), "--state", str(state), "--clone",
+                              str(root)]) == 0
+        return {line.split("|")[1].strip(): line.split("|")[4]
+                for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
+
+    lost = rows()
+    assert "2 x gru4rec/ml-100k" in lost["keep"], lost
+    assert "no training" in lost["after"], lost
+    (state / "keep.done").write_text("in 0.10 h\n")  # ran without the states: the plain ones
+    assert "no training" in rows()["plain"]  # count their records alone
+    (state / "keep.done").unlink()
+    kept = campaign.model_dir(root)
+    assert kept == root / ".cache" / "models"
+    store.state_path(kept, "ml-100k", "gru4rec", ref.chash, 0).parent.mkdir(parents=True)
+    store.state_path(kept, "ml-100k", "gru4rec", ref.chash, 0).write_bytes(b"x")
+    assert "1 x gru4rec/ml-100k" in rows()["keep"]
+
+
 def test_a_steps_options_are_read_whole_never_as_abbreviations():
     # diagnose's --seed is not run's --seeds (nor --seed-stopping-first): read as either, a
     # plan holding both made `campaign left` stop with "ambiguous option"
