@@ -596,6 +596,9 @@ def _steps(command: str) -> list[tuple[str, argparse.Namespace]]:
     p.add_argument("--grid", action="append", default=[])
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--save-model", action="store_true")
+    p.add_argument("--rows")  # harness.embeddings: its rows, their seed, and --train
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", action="store_true")
     out = []
     for step in command.split("&&"):
         words = shlex.split(step)
@@ -776,6 +779,18 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
                                                               "save_model": a.save_model}))
             planned[seeds] = max(planned.get(seeds, 0), 1)
         return [(a.dataset, a.model, n)]
+    if module == "embeddings" and a.rows and a.train:  # a row's missing state is trained, as
+        d = a.dataset or "zhihu"  # its own seed with --save-model
+        out = []
+        for row in a.rows.split(","):
+            config = (str(Path("harness") / "configs" / d / f"{row}.toml") if "." in row
+                      else None)
+            step = argparse.Namespace(model=row.partition(".")[0], dataset=d, config=config,
+                                      set=[], first_seed=a.seed, seeds=1,
+                                      seed_stopping_first=None, save_model=True,
+                                      results_dir=a.results_dir)
+            out += runs_left("run", step, root, planned)
+        return out
     if module == "guidance":
         d = a.dataset or "zhihu"
         done = len(_seed_files(results / "guidance" / d))

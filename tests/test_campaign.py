@@ -664,6 +664,39 @@ def test_left_counts_a_recorded_seed_whose_kept_state_is_lost_when_the_step_keep
     assert "1 x gru4rec/ml-100k" in rows()["keep"]
 
 
+
+def test_left_counts_the_states_an_embeddings_step_trains(tmp_path, capsys, monkeypatch):
+    # harness.embeddings --train trains each row's seed whose state is not kept (its record
+    # there or not): left counts one training per such row, none without --train
+    from harness import run
+
+    monkeypatch.delenv("HARNESS_MODEL_DIR", raising=False)
+    root = checkout(tmp_path / "clone")
+    configs = root / "harness" / "configs" / "ml-100k"
+    configs.mkdir(parents=True)
+    for name in ("gru4rec.toml", "sasrec.toml", "sasrec.positives.toml"):
+        (configs / name).write_text((CONFIG_DIR / "ml-100k" / name).read_text())
+    keep = run.prepare(run.build_parser().parse_args(
+        ["--model", "gru4rec", "--dataset", "ml-100k", "--config", str(configs / "gru4rec.toml"),
+         "--results-dir", str(root / "results")]))
+    fake_record(keep.home, "ml-100k", "gru4rec", keep.chash, 0)
+    state = store.state_path(campaign.model_dir(root), "ml-100k", "gru4rec", keep.chash, 0)
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"x")
+    rows = "gru4rec,sasrec,sasrec.positives"
+    plan = write_plan(tmp_path / "p.plan", [
+        f"figs: python -m harness.embeddings --dataset ml-100k --rows {rows} --train --threads 1",
+        f"look: python -m harness.embeddings --dataset ml-100k --rows {rows} --threads 1"])
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    assert campaign.main(["left", str(plan), "--state", str(state_dir), "--clone",
+                          str(root)]) == 0
+    out = {line.split("|")[1].strip(): line.split("|")[4]
+           for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
+    assert out["figs"].count("1 x sasrec/ml-100k") == 2 and "gru4rec" not in out["figs"], out
+    assert "no training" in out["look"], out
+
+
 def test_a_steps_options_are_read_whole_never_as_abbreviations():
     # diagnose's --seed is not run's --seeds (nor --seed-stopping-first): read as either, a
     # plan holding both made `campaign left` stop with "ambiguous option"
