@@ -106,7 +106,7 @@ def test_the_trainer_does_not_evaluate_during_the_propensity_epochs():
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"the authors' datasets are not at {DATA}")
-@pytest.mark.parametrize("config", ["ips.toml", "ips.popularity.toml"])
+@pytest.mark.parametrize("config", ["ips.toml", "ips.sequential.toml"])
 def test_ips_weights_vary_under_the_shipped_zhihu_config(config):
     """The Table 1 row must reweight, whichever propensity validation picks for it: under the
     shipped zhihu settings of each (the sequential propensity trained as configured) the
