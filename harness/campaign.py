@@ -37,7 +37,9 @@ a few at a time and survives being stopped, so that the same command line contin
 
 - ``update CLONE``: move a campaign's clone up to the commits of the checkout it was cloned from
   (new code, a new plan) while it runs: files that the clone made and ``collect`` has since
-  committed (the same bytes arrive with the merge) are taken out of the way first; a file the
+  committed (the same bytes arrive with the merge) are taken out of the way first, and so are
+  those the checkout committed and then moved or removed (records set aside, a swapped
+  config's records moved back), which the next collect would otherwise bring back; a file the
   clone changed otherwise stops the update with its name, nothing changed. The jobs in progress
   keep the code they started with; the next ones start on the new code.
 
@@ -530,6 +532,27 @@ def update(clone: Path) -> str:
             raise HarnessError(f"{local} was changed in the clone and differs from what the "
                                f"update brings; collect it or move it away, then update again")
         out_of_the_way.append((rel, head is not None))
+    # a file the clone made that the checkout committed (collect) and then moved or removed
+    # (a config's records set aside, a swapped config's moved back): the range adds and drops
+    # it, so the diff above does not name it; the clone's copy is what was collected, and left
+    # there it would come back with the next collect
+    added = {p for p in _git(clone, "log", "--format=", "--name-only", "--diff-filter=A", "-z",
+                             f"HEAD..{upstream}").split("\0") if p.strip()}
+    tracked_or_coming = set(_git(clone, "ls-tree", "-r", "--name-only", "-z", "HEAD")
+                            .split("\0")) | set(_git(clone, "ls-tree", "-r", "--name-only",
+                                                      "-z", upstream).split("\0"))
+    for rel in sorted(added - set(incoming) - tracked_or_coming):
+        rel = rel.strip()
+        local = clone / rel
+        if not local.is_file():
+            continue
+        first = _git(clone, "log", "-1", "--format=%H", "--diff-filter=A", upstream, "--",
+                     rel).strip()
+        if local.read_bytes() != _git(clone, "show", f"{first}:{rel}", binary=True):
+            raise HarnessError(f"{local} was changed in the clone after it was collected, and "
+                               f"the checkout has since moved or removed it; collect it or move "
+                               f"it away, then update again")
+        out_of_the_way.append((rel, False))
     kept = {rel: (clone / rel).read_bytes() for rel, _ in out_of_the_way}
     for rel, tracked in out_of_the_way:
         if tracked:

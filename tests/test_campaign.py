@@ -312,6 +312,48 @@ def test_update_moves_the_clone_up_past_files_it_made_itself_and_stops_on_a_real
     assert (clone / "rec.json").read_text() == "the clone's own record\n"
 
 
+
+def test_update_takes_away_a_collected_file_the_checkout_has_since_moved(tmp_path):
+    # the clone finished records; the checkout collected them, then moved them (a config swap
+    # set them elsewhere): the clone's copies at the old place go, or the next collect would
+    # bring them back beside the moved ones
+    main, clone = repo_and_clone(tmp_path, "plan", "a: true\n")
+    for where in (clone, main):
+        (where / "variants" / "h").mkdir(parents=True)
+        (where / "variants" / "h" / "seed1.json").write_text("record 1\n")
+    git(main, "add", "-A")
+    git(main, "commit", "-qm", "collected")
+    (main / "records").mkdir()
+    git(main, "mv", "variants/h/seed1.json", "records/seed1.json")
+    git(main, "commit", "-qm", "moved")
+    campaign.update(clone)
+    assert not (clone / "variants" / "h" / "seed1.json").exists()
+    assert (clone / "records" / "seed1.json").read_text() == "record 1\n"
+    assert git(clone, "status", "--porcelain", "--untracked-files=all") == ""
+    # a tracked file the range removes and adds back as it was is the merge's, left alone
+    git(main, "rm", "-q", "plan")
+    git(main, "commit", "-qm", "gone")
+    (main / "plan").write_text("a: true\n")
+    git(main, "add", "plan")
+    git(main, "commit", "-qm", "back")
+    campaign.update(clone)
+    assert (clone / "plan").read_text() == "a: true\n"
+    assert git(clone, "status", "--porcelain", "--untracked-files=all") == ""
+    # one the clone changed after it was collected stops the update, nothing touched
+    (clone / "variants" / "h").mkdir(parents=True, exist_ok=True)
+    (clone / "variants" / "h" / "seed2.json").write_text("record 2, rewritten\n")
+    (main / "variants" / "h").mkdir(parents=True, exist_ok=True)
+    (main / "variants" / "h" / "seed2.json").write_text("record 2\n")
+    git(main, "add", "-A")
+    git(main, "commit", "-qm", "collected 2")
+    git(main, "mv", "variants/h/seed2.json", "records/seed2.json")
+    git(main, "commit", "-qm", "moved 2")
+    with pytest.raises(HarnessError, match="changed in the clone after it was collected"):
+        campaign.update(clone)
+    assert (clone / "variants" / "h" / "seed2.json").read_text() == "record 2, rewritten\n"
+    assert not (clone / "records" / "seed2.json").exists()
+
+
 def test_compare_names_the_fields_that_differ_but_not_when_or_where_a_run_trained(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     for res, created in ((a, "2026-12-04T00:00:00+00:00"), (b, "2026-12-05T00:00:00+00:00")):
