@@ -536,13 +536,12 @@ def update(clone: Path) -> str:
     # (a config's records set aside, a swapped config's moved back): the range adds and drops
     # it, so the diff above does not name it; the clone's copy is what was collected, and left
     # there it would come back with the next collect
-    added = {p for p in _git(clone, "log", "--format=", "--name-only", "--diff-filter=A", "-z",
-                             f"HEAD..{upstream}").split("\0") if p.strip()}
+    added = {p.strip() for p in _git(clone, "log", "--format=", "--name-only", "--diff-filter=A",
+                                     "-z", f"HEAD..{upstream}").split("\0") if p.strip()}
     tracked_or_coming = set(_git(clone, "ls-tree", "-r", "--name-only", "-z", "HEAD")
                             .split("\0")) | set(_git(clone, "ls-tree", "-r", "--name-only",
                                                       "-z", upstream).split("\0"))
     for rel in sorted(added - set(incoming) - tracked_or_coming):
-        rel = rel.strip()
         local = clone / rel
         if not local.is_file():
             continue
