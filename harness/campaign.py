@@ -32,7 +32,9 @@ a few at a time and survives being stopped, so that the same command line contin
   (each config's records set aside into ``variants/<hash>/`` first when another config held
   the folder, as a configured run does: :func:`harness.store.set_aside`), its guidance sweeps
   (another config's sweep set aside the same way), its tuning trials and reports, and the
-  config files its tuning rewrote. Only finished records are copied (a JSON
+  config files its tuning rewrote (a config the clone holds as committed is older than this
+  checkout's and is left alone; a rewrite over a config with changes not committed here is a
+  one-line error before anything is copied). Only finished records are copied (a JSON
   is written after its ``.npz``), never a checkpoint or a log.
 
 - ``update CLONE``: move a campaign's clone up to the commits of the checkout it was cloned from
@@ -433,6 +435,7 @@ def collect(src: Path, dest: Path) -> list[Path]:
     if src.resolve() == dest.resolve():
         raise HarnessError("collect copies from a campaign clone into this checkout; the two "
                            "are the same folder")
+    configs = _rewritten_configs(src, dest)  # checked before anything is written
     written: list[Path] = []
     rsrc, rdest = src / "results", dest / "results"
     finished = []  # (source json, its path relative to results/, the record), each complete
@@ -488,11 +491,41 @@ def collect(src: Path, dest: Path) -> list[Path]:
         for path in sorted(rsrc.glob(pattern)):
             if path.is_file() and _copy(path, rdest / path.relative_to(rsrc)):
                 written.append(rdest / path.relative_to(rsrc))
-    for path in sorted((src / "harness" / "configs").rglob("*.toml")):
-        target = dest / path.relative_to(src)
-        if target.exists() and _copy(path, target):
+    for path, target in configs:
+        if _copy(path, target):
             written.append(target)
     return written
+
+
+def _committed(folder: Path, rel: str) -> bytes | None:
+    """The bytes of ``rel`` at ``folder``'s git HEAD; None when ``folder`` is not in a git
+    work tree or HEAD does not hold the file."""
+    out = subprocess.run(["git", "-C", str(folder), "show", f"HEAD:./{rel}"],
+                         capture_output=True)
+    return out.stdout if out.returncode == 0 else None
+
+
+def _rewritten_configs(src: Path, dest: Path) -> list[tuple[Path, Path]]:
+    """The clone's config files that collect brings: those the clone rewrote (``harness.tune``
+    writes the chosen settings), paired with the checkout's file. A config the clone holds as
+    its own HEAD has it is older than or the same as the checkout's, which is kept: an edit made
+    here, committed or not, before the clone was updated. A clone's rewrite over a checkout file
+    with changes not committed is an error, raised before anything is written. (A ``src`` that
+    is not a git clone: every config that differs comes, as the clone has no history to tell.)"""
+    pairs = []
+    for path in sorted((src / "harness" / "configs").rglob("*.toml")):
+        target = dest / path.relative_to(src)
+        if not target.exists() or filecmp.cmp(path, target, shallow=False):
+            continue
+        rel = path.relative_to(src).as_posix()
+        if _committed(src, rel) == path.read_bytes():
+            continue  # the clone did not touch it: the checkout's copy is the newer one
+        here = _committed(dest, rel)
+        if here is not None and here != target.read_bytes():
+            raise HarnessError(f"{target} has changes not committed here, and the clone rewrote "
+                               f"it too; commit or set aside the edit here, then collect again")
+        pairs.append((path, target))
+    return pairs
 
 
 def _git(clone: Path, *args: str, binary: bool = False):

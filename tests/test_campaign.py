@@ -354,6 +354,39 @@ def test_update_takes_away_a_collected_file_the_checkout_has_since_moved(tmp_pat
     assert not (clone / "records" / "seed2.json").exists()
 
 
+def test_collect_keeps_a_config_edited_here_and_brings_only_the_ones_the_clone_rewrote(tmp_path):
+    # the clone's copy of a config it never rewrote is the older one: an edit made here (a
+    # patience raised after a check), committed or not, is not reverted by the next collect
+    cfg = "harness/configs/zhihu/sasrec.toml"
+    main, clone = repo_and_clone(tmp_path, "README", "x\n")
+    for root in (main, clone):
+        checkout(root)
+    (main / cfg).write_text("patience = 10\n")
+    git(main, "add", "-A")
+    git(main, "commit", "-qm", "config")
+    git(clone, "pull", "-q")
+    (main / cfg).write_text("patience = 60\n")  # not committed yet
+    assert campaign.collect(clone, main) == []
+    assert (main / cfg).read_text() == "patience = 60\n"
+    git(main, "commit", "-qam", "patience 60")  # committed, the clone not updated yet
+    assert campaign.collect(clone, main) == []
+    assert (main / cfg).read_text() == "patience = 60\n"
+
+    # the clone's tune rewrites it while an edit here is not committed: one line, nothing written
+    git(clone, "pull", "-q")
+    (clone / cfg).write_text("patience = 60\nlr = 1e-3\n")
+    record = fake_record(clone / "results", "zhihu", "sasrec", "1" * 16, 0)
+    (main / cfg).write_text("patience = 120\n")
+    with pytest.raises(HarnessError, match="not committed here, and the clone rewrote it"):
+        campaign.collect(clone, main)
+    assert not (main / record.relative_to(clone)).exists()
+    git(main, "checkout", "-q", "--", cfg)
+    assert campaign.collect(clone, main) == [
+        main / record.relative_to(clone).with_suffix(".npz"), main / record.relative_to(clone),
+        main / cfg]
+    assert (main / cfg).read_text() == "patience = 60\nlr = 1e-3\n"
+
+
 def test_compare_names_the_fields_that_differ_but_not_when_or_where_a_run_trained(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     for res, created in ((a, "2026-12-04T00:00:00+00:00"), (b, "2026-12-05T00:00:00+00:00")):
