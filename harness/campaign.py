@@ -497,14 +497,6 @@ def collect(src: Path, dest: Path) -> list[Path]:
     return written
 
 
-def _committed(folder: Path, rel: str) -> bytes | None:
-    """The bytes of ``rel`` at ``folder``'s git HEAD; None when ``folder`` is not in a git
-    work tree or HEAD does not hold the file."""
-    out = subprocess.run(["git", "-C", str(folder), "show", f"HEAD:./{rel}"],
-                         capture_output=True)
-    return out.stdout if out.returncode == 0 else None
-
-
 def _rewritten_configs(src: Path, dest: Path) -> list[tuple[Path, Path]]:
     """The clone's config files that collect brings: those the clone rewrote (``harness.tune``
     writes the chosen settings), paired with the checkout's file. A config the clone holds as
@@ -536,6 +528,15 @@ def _git(clone: Path, *args: str, binary: bool = False):
     return out.stdout if binary else out.stdout.decode()
 
 
+def _committed(folder: Path, rel: str, rev: str = "HEAD") -> bytes | None:
+    """The bytes of ``rel`` (relative to ``folder``) at git revision ``rev``; None when
+    ``folder`` is not in a git work tree or ``rev`` does not hold the file."""
+    try:
+        return _git(folder, "show", f"{rev}:./{rel}", binary=True)
+    except HarnessError:
+        return None
+
+
 def update(clone: Path) -> str:
     """Fast-forward ``clone`` to its upstream (see the module's ``update``); returns the new
     commit."""
@@ -550,14 +551,8 @@ def update(clone: Path) -> str:
         local = clone / rel
         if not local.exists():
             continue
-        try:
-            head = _git(clone, "show", f"HEAD:{rel}", binary=True)
-        except HarnessError:
-            head = None  # not in HEAD: the clone made it
-        try:
-            theirs = _git(clone, "show", f"{upstream}:{rel}", binary=True)
-        except HarnessError:
-            theirs = None
+        head = _committed(clone, rel)  # None: not in HEAD, the clone made it
+        theirs = _committed(clone, rel, upstream)
         mine = local.read_bytes()
         if mine == head:
             continue  # unchanged here: the merge updates it
