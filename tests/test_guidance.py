@@ -7,8 +7,9 @@ import pytest
 from harness import guidance, store
 from harness.run import main as run_main
 
+# w=2 whatever the config file's tuned w is, so that the sweep's own w is one of the swept ones
 TINY = ["--set", "eval_every=1", "--set", "max_epochs=3", "--set", "timesteps=5",
-        "--set", "hidden_size=16", "--threads", "1"]
+        "--set", "hidden_size=16", "--set", "w=2", "--threads", "1"]
 
 
 def test_sweep_reproduces_the_run_at_the_config_w_and_renders(tmp_path, capsys, monkeypatch):
