@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -539,9 +540,8 @@ def test_left_times_a_step_by_the_records_made_with_its_stopping_settings(tmp_pa
     # seeds still to run are timed by the record made with patience 30, not by the median of all
     root = checkout(tmp_path / "clone")
     results = root / "results"
-    (root / "harness" / "configs" / "zhihu" / "sasrec.toml").write_text(
-        (CONFIG_DIR / "zhihu" / "sasrec.toml").read_text().replace("patience = 10",
-                                                                  "patience = 30"))
+    (root / "harness" / "configs" / "zhihu" / "sasrec.toml").write_text(re.sub(
+        r"(?m)^patience = \d+$", "patience = 30", (CONFIG_DIR / "zhihu" / "sasrec.toml").read_text()))
     monkeypatch.setattr(campaign, "_done_seeds", lambda a, root_, results_, n: 0)
 
     def timed(folder, seed, minutes, patience):
@@ -663,7 +663,9 @@ def test_left_counts_a_check_by_the_seed_it_reruns(tmp_path, capsys):
     from harness import run
 
     root = checkout(tmp_path / "clone")
-    (root / "gru4rec.toml").write_text((CONFIG_DIR / "ml-100k" / "gru4rec.toml").read_text())
+    # patience 10 whatever a campaign set in the shipped file, so that the checks' 30 differs
+    (root / "gru4rec.toml").write_text(re.sub(r"(?m)^patience = \d+$", "patience = 10",
+                                              (CONFIG_DIR / "ml-100k" / "gru4rec.toml").read_text()))
     base = ["--model", "gru4rec", "--dataset", "ml-100k", "--config", str(root / "gru4rec.toml")]
     ref = run.prepare(run.build_parser().parse_args([*base, "--results-dir",
                                                      str(root / "results")]))
