@@ -42,10 +42,14 @@ What differs from the official code, and why:
   and under full ranking it is every real item (the whole catalogue: ``mu`` and ``sigma`` the
   same for every row, ``eps`` per row).
 - **Full ranking** instead of ranking a sampled candidate list: every real item is scored. The
-  per-row first layer splits into a row part and an item part, ``W1' [s; e] = W1s' s + W1e' e``,
-  and the item part, a product of the catalogue with each row's own generated matrix, is
-  computed over blocks of rows so that at most ``score_block`` (row, item, unit) values exist at
-  once (``CPU_BLOCK`` on a CPU, which stays in cache).
+  per-row first layer splits into a row part and an item part, ``W1' [s; e] = W1s' s + W1e' e``.
+  A row's generated weight is a mix of the slots, ``W1' = sum_s attn_s (array_s * W1)``, so
+  each slot is applied to the catalogue once and a row's item part is the mix of those by its
+  attention (``memory_slots`` products a row where the matrix would take ``H``); it is computed
+  over blocks of rows so that at most ``score_block`` (row, item, unit) values exist at once
+  (``CPU_BLOCK`` on a CPU, which stays in cache). Training scores its candidates the same way
+  and never builds the per-row matrices either (the same function up to float rounding, tested
+  against the generated matrices).
 - **Initialisation of the weight memories.** Officially a memory's arrays are xavier noise, so a
   generated multiplier is about 1 % in size at the start and the scorer's weights ``generated *
   W`` start near zero: on the contract's learnable task the scores stayed constant (the loss at
@@ -139,21 +143,43 @@ class MemoryUnit(nn.Module):
         self.array = nn.Parameter(array)
         self.index = nn.Parameter(nn.init.xavier_uniform_(torch.empty(slots, latent)))
 
+    def attention(self, z: Tensor) -> Tensor:
+        """The rows' weights over the slots, ``softmax(z . keys)`` [B, slots]."""
+        return torch.softmax(z @ self.index.T, dim=-1)
+
+    def slots(self) -> Tensor:
+        """The slots' arrays as parameters, [slots, out, in]."""
+        return self.array.view(-1, self.out_size, self.in_size)
+
     def forward(self, z: Tensor) -> Tensor:
-        attn = torch.softmax(z @ self.index.T, dim=-1)  # [B, slots]
-        return (attn @ self.array).view(-1, self.out_size, self.in_size)
+        """The generated parameter of each row, [B, out, in]."""
+        return (self.attention(z) @ self.array).view(-1, self.out_size, self.in_size)
 
 
 @dataclass
 class Adaptation:
-    """What ``z`` generates for a block of rows: the input FiLM and the scorer's weights."""
+    """What ``z`` generates for a block of rows: the input FiLM and the scorer's weights.
+
+    A row's first scorer weight, ``generated * W1`` with ``generated = sum_s attn_s array_s``,
+    is kept as its two factors: ``attn1`` (the row's weights over the slots) and ``slots1``
+    (each slot's array times W1, shared by the rows), since
+    ``(sum_s attn_s array_s) * W1 = sum_s attn_s (array_s * W1)``. The scorer applies the
+    slots to its input and mixes the results (:meth:`AdaRanker.pair_scores`), which never
+    builds the [B, H, 2H] matrices; :attr:`w1` builds them."""
 
     gamma: Tensor  # [B, 1, 1]
     beta: Tensor  # [B, 1, 1]
-    w1: Tensor  # [B, H, 2H]: generated * W1
+    attn1: Tensor  # [B, S]
+    slots1: Tensor  # [S, H, 2H]: each slot's array * W1
     b1: Tensor  # [B, H]
     w2: Tensor  # [B, H]
     b2: Tensor  # [B]
+
+    @property
+    def w1(self) -> Tensor:
+        """The rows' first scorer weights, ``generated * W1`` [B, H, 2H]."""
+        S = self.slots1.shape[0]
+        return (self.attn1 @ self.slots1.reshape(S, -1)).view(-1, *self.slots1.shape[1:])
 
 
 class AdaRanker(RecBoleSequential):
@@ -188,16 +214,17 @@ class AdaRanker(RecBoleSequential):
         """The FiLM scalars and the scorer's weights generated from ``z`` [B, H]."""
         return Adaptation(
             gamma=self.film_scale(z).view(-1, 1, 1), beta=self.film_shift(z).view(-1, 1, 1),
-            w1=self.mem_w1(z) * self.layer1.weight, b1=self.mem_b1(z).view(-1, self.hidden)
-            + self.layer1.bias, w2=self.mem_w2(z).view(-1, self.hidden) * self.layer2.weight,
+            attn1=self.mem_w1.attention(z), slots1=self.mem_w1.slots() * self.layer1.weight,
+            b1=self.mem_b1(z).view(-1, self.hidden) + self.layer1.bias,
+            w2=self.mem_w2(z).view(-1, self.hidden) * self.layer2.weight,
             b2=self.mem_b2(z).view(-1) + self.layer2.bias)
 
     def base(self, rows: int) -> Adaptation:
-        """The unmodulated scorer, expanded to ``rows`` (``modulate = false``)."""
+        """The unmodulated scorer, expanded to ``rows`` (``modulate = false``): one slot, W1."""
         H = self.hidden
         one = self.layer1.weight.new_ones(())
         return Adaptation(gamma=one.expand(rows, 1, 1), beta=one.new_zeros(()).expand(rows, 1, 1),
-                          w1=self.layer1.weight.expand(rows, H, 2 * H),
+                          attn1=one.expand(rows, 1), slots1=self.layer1.weight.unsqueeze(0),
                           b1=self.layer1.bias.expand(rows, H),
                           w2=self.layer2.weight.expand(rows, H),
                           b2=self.layer2.bias.expand(rows))
@@ -227,7 +254,7 @@ class AdaRanker(RecBoleSequential):
         """Scores of row ``b`` with its items ``items[b]``: seq [B, H], items [B, k, H] -> [B, k]."""
         pairs = torch.cat((seq.unsqueeze(1).expand(-1, items.shape[1], -1), items), dim=-1)
         pairs = self.scorer_dropout(pairs)
-        hidden = torch.tanh(torch.matmul(pairs, ada.w1.transpose(1, 2)) + ada.b1.unsqueeze(1))
+        hidden = torch.tanh(_mix(pairs, ada) + ada.b1.unsqueeze(1))
         return (hidden * ada.w2.unsqueeze(1)).sum(-1) + ada.b2.unsqueeze(1)
 
     def calculate_loss(self, batch: Batch) -> Tensor:
@@ -251,21 +278,41 @@ class AdaRanker(RecBoleSequential):
         else:
             ada = self.adaptation(items, B, generator)
         seq = self.sequence(history, length, ada)
-        # W1' [s; e] + b1' = (W1s' s + b1') + W1e' e, per row
-        row_part = torch.matmul(ada.w1[:, :, :H], seq.unsqueeze(-1)).squeeze(-1) + ada.b1  # [B, H]
-        w1_item = ada.w1[:, :, H:]  # [B, H, H]
+        # W1' [s; e] + b1' = (W1s' s + b1') + W1e' e, per row, with W1' = sum_s attn_s slot_s:
+        # the row part mixes the slots applied to s; the item part applies each slot to the
+        # catalogue once, [S, n, H], and a row's is the mix of those by its attention. tanh(x) is
+        # computed as 2 sigmoid(2x) - 1 (PyTorch's CPU tanh is about 9x slower than its sigmoid),
+        # the 2s folded into both parts and the -1 into the second layer: sum_o w2_o tanh(x_o) =
+        # 2 sum_o w2_o sigmoid(2 x_o) - sum_o w2_o
+        n, S = self.n_items, ada.slots1.shape[0]
+        row_part = _mix(seq.unsqueeze(1), ada, ada.slots1[:, :, :H]).squeeze(1) + ada.b1  # [B, H]
+        row_part *= 2
+        per_slot = (items @ (2 * ada.slots1[:, :, H:]).reshape(S * H, H).T)  # [n, S * H]
+        per_slot = per_slot.view(n, S, H).transpose(0, 1).reshape(S, n * H)
         values = self.config.score_block
         if not seq.is_cuda:  # blocks that stay in a core's L2
             values = min(values, CPU_BLOCK)
-        block = max(1, values // (self.n_items * H))
-        out = torch.empty(B, self.n_items, device=seq.device)
+        block = max(1, values // (n * H))
+        out = torch.empty(B, n, device=seq.device)
         for start in range(0, B, block):
             sl = slice(start, start + block)
-            pre = torch.matmul(items, w1_item[sl].transpose(1, 2))  # [b, n, H]
+            pre = (ada.attn1[sl] @ per_slot).view(-1, n, H)  # [b, n, H]
             pre += row_part[sl].unsqueeze(1)
-            torch.matmul(pre.tanh_(), ada.w2[sl].unsqueeze(-1), out=out[sl].unsqueeze(-1))
-        out += ada.b2.unsqueeze(1)
+            torch.matmul(pre.sigmoid_(), ada.w2[sl].unsqueeze(-1), out=out[sl].unsqueeze(-1))
+        out *= 2
+        out += (ada.b2 - ada.w2.sum(-1)).unsqueeze(1)
         return out
+
+
+def _mix(x: Tensor, ada: Adaptation, slots: Tensor | None = None) -> Tensor:
+    """``x [B, k, in] @ W1'_b^T`` for each row b, with ``W1'_b = sum_s attn1[b, s] slots[s]``
+    (``slots`` [S, H, in], default ``ada.slots1``): every slot applied to x in one product,
+    [B, k, S, H], then mixed by the row's attention -> [B, k, H]."""
+    slots = ada.slots1 if slots is None else slots
+    S, H = slots.shape[:2]
+    B, k = x.shape[:2]
+    y = (x.reshape(B * k, -1) @ slots.reshape(S * H, -1).T).view(B, k, S, H)
+    return torch.matmul(ada.attn1.reshape(B, 1, 1, S), y).view(B, k, H)
 
 
 def _encoder_config(config: AdaRankerConfig):

@@ -178,6 +178,15 @@ def test_adaranker_generates_a_full_weight_matrix_per_row_from_its_memory_slots(
     torch.testing.assert_close(a.w1, expect)
     assert (a.w1[0] - a.w1[1]).abs().max() > 1e-4  # rows with other latents get other weights
     assert a.gamma.shape == (3, 1, 1) and (a.gamma[0] - a.gamma[1]).abs().item() > 0
+    # the scorer mixes the slots applied to its input: the same scores as the generated matrix
+    g = torch.Generator().manual_seed(1)
+    seq, items = torch.randn(3, H, generator=g), torch.randn(3, 4, H, generator=g)
+    with torch.no_grad():
+        got = model.pair_scores(seq, items, a)
+        pairs = torch.cat((seq.unsqueeze(1).expand(-1, 4, -1), items), -1)
+        hidden = torch.tanh(pairs @ expect.transpose(1, 2) + a.b1.unsqueeze(1))
+        explicit = (hidden * a.w2.unsqueeze(1)).sum(-1) + a.b2.unsqueeze(1)
+    torch.testing.assert_close(got, explicit, rtol=1e-5, atol=1e-5)
 
 
 def test_adaranker_full_ranking_equals_its_training_scorer_per_row():
