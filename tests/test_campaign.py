@@ -534,14 +534,20 @@ def test_left_counts_what_each_job_still_trains_at_the_records_own_minutes(tmp_p
     assert "2.0 CPU-hours left" in out and "never timed: new" in out
 
 
+def shipped_with_patience(dataset: str, model: str, patience: int) -> str:
+    """The shipped config file's text with its patience set, whatever a campaign made it."""
+    return re.sub(r"(?m)^patience = \d+$", f"patience = {patience}",
+                  (CONFIG_DIR / dataset / f"{model}.toml").read_text())
+
+
 def test_left_times_a_step_by_the_records_made_with_its_stopping_settings(tmp_path, capsys,
                                                                          monkeypatch):
     # ml-100k AdaRanker's config went from patience 10 (seeds of ~16 min) to 30 (~75 min): the
     # seeds still to run are timed by the record made with patience 30, not by the median of all
     root = checkout(tmp_path / "clone")
     results = root / "results"
-    (root / "harness" / "configs" / "zhihu" / "sasrec.toml").write_text(re.sub(
-        r"(?m)^patience = \d+$", "patience = 30", (CONFIG_DIR / "zhihu" / "sasrec.toml").read_text()))
+    (root / "harness" / "configs" / "zhihu" / "sasrec.toml").write_text(
+        shipped_with_patience("zhihu", "sasrec", 30))
     monkeypatch.setattr(campaign, "_done_seeds", lambda a, root_, results_, n: 0)
 
     def timed(folder, seed, minutes, patience):
@@ -664,8 +670,7 @@ def test_left_counts_a_check_by_the_seed_it_reruns(tmp_path, capsys):
 
     root = checkout(tmp_path / "clone")
     # patience 10 whatever a campaign set in the shipped file, so that the checks' 30 differs
-    (root / "gru4rec.toml").write_text(re.sub(r"(?m)^patience = \d+$", "patience = 10",
-                                              (CONFIG_DIR / "ml-100k" / "gru4rec.toml").read_text()))
+    (root / "gru4rec.toml").write_text(shipped_with_patience("ml-100k", "gru4rec", 10))
     base = ["--model", "gru4rec", "--dataset", "ml-100k", "--config", str(root / "gru4rec.toml")]
     ref = run.prepare(run.build_parser().parse_args([*base, "--results-dir",
                                                      str(root / "results")]))
