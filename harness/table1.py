@@ -261,15 +261,26 @@ def compare_beyond(cells: dict[tuple[str, str], Cell], datasets: list[str], mode
     return out
 
 
+def rankable(cells: dict[tuple[str, str], Cell], dataset: str, model: str) -> bool:
+    """Whether the model's cell takes part in ranking and in "best baseline": it has results,
+    and more than one seed unless no cell of the table has more (a one-seed mean among
+    several-seed means is one draw with no spread to test: a row whose new config has only its
+    tuning trial yet is shown, marked "(1 seed)", and ranked once its seeds land)."""
+    cell = cells.get((dataset, model))
+    if cell is None or cell.n == 0:
+        return False
+    return cell.n > 1 or max(c.n for c in cells.values()) == 1
+
+
 def best_baseline(cells: dict[tuple[str, str], Cell], dataset: str, metric: str,
                   models: list[str]) -> str | None:
-    cands = [m for m in models if m != OURS and (dataset, m) in cells and cells[(dataset, m)].n]
+    cands = [m for m in models if m != OURS and rankable(cells, dataset, m)]
     return max(cands, key=lambda m: cells[(dataset, m)].mean(metric)) if cands else None
 
 
 def _ranked(cells, dataset: str, metric: str, models: list[str]) -> list[str]:
-    """The models with results in the column, best first."""
-    have = [m for m in models if (dataset, m) in cells and cells[(dataset, m)].n]
+    """The models ranked in the column (:func:`rankable`), best first."""
+    have = [m for m in models if rankable(cells, dataset, m)]
     return sorted(have, key=lambda m: -cells[(dataset, m)].mean(metric))
 
 
@@ -461,7 +472,8 @@ def footnotes(t: Table) -> list[str]:
         f"seeds per cell); full ranking over all items; {_title(t)}. Device(s): "
         f"{', '.join(devices) or '—'}. The paper's columns are its Table 1.",
         "Bold: best of our rows in the column; underlined: second; a column with results for "
-        "fewer than two models is not ranked.",
+        "fewer than two models is not ranked, nor is a one-seed cell among cells of several "
+        "seeds (it is not the best baseline either until its seeds land).",
         f"On DreamRec's cells, * marks a difference to the best baseline of the column (better "
         f"or worse: the last row gives its sign and size) with p < {ALPHA} in Welch's t-test "
         f"over seeds, † the same in a paired sign-flip permutation test whose unit is the test "
@@ -795,6 +807,8 @@ def csv_text(tables: list[Table]) -> str:
                                    if len(ranked) > 1 and model in ranked else "")
                         if "coverage@20" in cell.values:
                             row["coverage20_pct"] = f"{100 * np.mean(cell.values['coverage@20']):.2f}"
+                        if block == "paper" and not rankable(t.cells, d, model):
+                            row["note"] = "one seed among cells of several, not ranked"
                     c = (t.beyond_comparisons if block == "beyond" else t.comparisons).get(
                         (d, metric, model))
                     if c is not None:
@@ -992,16 +1006,24 @@ def reading(tables: list[Table]) -> str:
     out: list[str] = []
     for d in val.datasets:
         ranked = _ranked(val.cells, d, "hr@20", val.models)
-        if not ranked:
+        single = [m for m in val.models if (d, m) in val.cells and val.cells[(d, m)].n
+                  and m not in ranked]
+        if not ranked and not single:
             continue
         def pct(m: str, metric: str = "hr@20", t: Table = val) -> float:
             return 100 * t.cells[(d, m)].mean(metric)
         if len(ranked) > 1:
             out.append(f"- **{d}**, validation-selected test HR@20 %, best first: "
                        + ", ".join(f"{row_label(m)} {pct(m):.2f}" for m in ranked) + ".")
-        else:
+        elif ranked:
             out.append(f"- **{d}**, validation-selected test HR@20 %: {row_label(ranked[0])} "
                        f"{pct(ranked[0]):.2f}, the only model with results here (not ranked).")
+        else:
+            out.append(f"- **{d}**, validation-selected test HR@20 %: no model has more than "
+                       f"one seed here yet (not ranked).")
+        if single:
+            out.append("  Not ranked, one seed so far: " + ", ".join(
+                f"{row_label(m)} {pct(m):.2f}" for m in single) + ".")
         if OURS in ranked and len(ranked) > 1:
             parts = []
             for metric in METRICS:
@@ -1049,7 +1071,7 @@ def reading(tables: list[Table]) -> str:
             out.append(f"  The never-trained-target split and the most-popular reference need "
                        f"{d}'s files, which are not here (pass --data-dir).")
         ref = val.references.get(d)
-        if ref:
+        if ref and ranked:
             below = [row_label(m) for m in ranked if pct(m) < 100 * ref["hr@20"]]
             where = (f"; below it in HR@20: {', '.join(below)}." if below and len(ranked) > 1 else
                      "; every model is above it in HR@20." if len(ranked) > 1 else

@@ -519,6 +519,36 @@ def test_a_column_with_one_model_is_not_ranked():
     assert "best first: DreamRec 2.50, GRU4Rec 1.10" in table1.reading([t])
 
 
+def test_a_one_seed_cell_among_cells_of_several_seeds_is_shown_but_not_ranked():
+    """A row whose new config has only its tuning trial yet: its one draw is highest, but it is
+    neither bold nor the best baseline until its seeds land."""
+    cells = {("d", "dreamrec"): _cell("d", "dreamrec", [0.010, 0.012]),
+             ("d", "gru4rec"): _cell("d", "gru4rec", [0.020, 0.022]),
+             ("d", "sasrec"): _cell("d", "sasrec", [0.050])}
+    t = table1.Table("validation", ["d"], ["gru4rec", "sasrec", "dreamrec"], cells, {}, {})
+    md = table1.markdown(t)
+    assert "5.00 (1 seed)" in md and "**5.00" not in md and "<u>5.00" not in md
+    assert "**2.10 ± 0.14**" in md and "<u>1.10 ± 0.14</u>" in md
+    assert "nor is a one-seed cell among cells of several seeds" in md
+    assert table1.best_baseline(cells, "d", "hr@20", t.models) == "gru4rec"
+    rows = list(csv.DictReader(io.StringIO(table1.csv_text([t]))))
+    sas = [r for r in rows if r["model"] == "sasrec"]
+    assert [r["rank"] for r in sas] == ["", ""] and "not ranked" in sas[0]["note"]
+    assert [r["best_baseline"] for r in rows if r["model"] == "dreamrec"] == ["gru4rec"] * 2
+    text = table1.reading([t])
+    assert "best first: GRU4Rec 2.10, DreamRec 1.10." in text
+    assert "Not ranked, one seed so far: SASRec 5.00." in text
+    assert "DreamRec ranks 2 of 2" in text
+    # its seeds land: it is ranked, and the best baseline
+    cells[("d", "sasrec")] = _cell("d", "sasrec", [0.050, 0.052])
+    assert "**5.10 ± 0.14**" in table1.markdown(t)
+    assert table1.best_baseline(cells, "d", "hr@20", t.models) == "sasrec"
+    # a table of one-seed cells only (a quick look) is ranked as before
+    one = {k: _cell("d", k[1], c.values["hr@20"][:1]) for k, c in cells.items()}
+    assert "**5.00 (1 seed)**" in table1.markdown(
+        table1.Table("validation", ["d"], t.models, one, {}, {}))
+
+
 def test_the_selection_gap_is_called_a_lower_bound():
     cells = {("d", "dreamrec"): _cell("d", "dreamrec", [0.02, 0.03]),
              ("d", "gru4rec"): _cell("d", "gru4rec", [0.01, 0.012])}
