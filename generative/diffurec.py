@@ -20,23 +20,29 @@ What is its code's:
   "fixed-large" variance beta_t (``p_mean_variance``: ``log(append(posterior_variance[1],
   betas[1:]))``), no noise at the last step, whose output is x0_hat; items ranked by
   ``x0_hat E^T``.
-- Adam, lr 1e-3, weight decay 0, batch 512 (``main.py``); the code also decays lr tenfold every
-  100 epochs (StepLR), which the harness's trainer has no counterpart for.
+- Adam, lr 1e-3, weight decay 0 (``main.py``); the code also decays lr tenfold every 100
+  epochs (StepLR), which the harness's trainer has no counterpart for.
 
-What differs: hidden size 64 for Table 1 (the code's 128 is ``hidden_size = 128``); histories of
+What differs: hidden size 64 for Table 1 (the code's 128 is ``hidden_size = 128``); batch 256 as
+every row (the code: 512); histories of
 the protocol's 10 items, right-padded (the code: 50, left-padded); attention masks padded keys
 (the code's mask covers padded *queries*, so real positions attend to padding); the pad row is
 not a class of the cross-entropy and never scored (the code's softmax and ranking include it);
 no extra dropout after each block; Adam's lr decay left out; selection on validation NDCG@20
-every ``eval_every`` epochs (the code: any of HR/NDCG@5/10/20, every 20 epochs, patience 5);
+every ``eval_every`` epochs, at most ``max_epochs`` (the code: any of HR/NDCG@5/10/20, every 20
+epochs, patience 5, at most 500 epochs);
 lambda and the reverse noise come from the trainer's and the evaluation's generators; dropout
 masks come from 15-bit draws (:class:`kernels.ops.Dropout`: p = 0.1 is 0.1000061, 0.3 is
 0.2999878), the attention weights' too; the blocks written out (:class:`Block`: the same
 function as ``nn.TransformerEncoderLayer``, the last block evaluated at the one position read,
 the softmax over 10 keys by hand); the step sinusoid is DreamRec's
 formula (sin first, frequencies over half - 1; the code: cos first, over half; a Linear follows
-either way); LayerNorm eps 1e-5 (the code: 1e-12); PyTorch's default initialisation (the code:
-``xavier_normal_``); the code's unused layers left out.
+either way); LayerNorm eps 1e-5 inside the blocks (the code: 1e-12; the embedding's and the
+output's LayerNorm take 1e-12 here too); initialisation as ``nn.TransformerEncoderLayer``'s
+(:class:`Block`: q/k/v xavier-uniform over the stacked [3H, H], zero q/k/v and output-projection
+biases, PyTorch's defaults elsewhere; the code: ``xavier_normal_`` for the feed-forward and
+attention-output weights, PyTorch's defaults for q/k/v and every bias); the code's unused layers
+left out.
 """
 
 from __future__ import annotations

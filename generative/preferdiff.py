@@ -17,9 +17,12 @@ What is the paper's and its code's (github.com/lswhim/PreferDiff at fdf45b0; ``d
   table learns through histories, targets and negatives.
 - gamma = 5 (the code's default, never overridden); lambda = 0.4 (the README's Sports and
   Beauty; 0.6 for Toys; the config file's 0.5); w = 2 (README, Sports); lr 1e-4, weight decay 0,
-  AdamW, batch 256; T = 2000, linear betas 1e-4..0.02, deterministic DDIM (eta 0) with stride
-  100, i.e. 20 intervals (here ``steps = 20`` evenly spaced: the code reads alpha_bar one index
-  early and feeds t = 2000, a step never trained; here the trained indices 0..T-1 are used).
+  AdamW, batch 256; T = 2000, linear betas 1e-4..0.02, deterministic DDIM (eta 0) with
+  ``ddim_step = 100``: the grid ``range(0, T + 1, 100)`` has 21 points, so 21 denoiser calls at
+  t = 2000, 1900, ..., 100, 0, the last one returning x0_hat (``init_ddim_variables``,
+  ``sample_from_noise``). Here ``steps = 21`` evenly spaced over the trained indices 0..T-1
+  (1999, 1899, ..., 100, 0: the same alpha_bar grid within one index; the code reads alpha_bar
+  one index early and feeds t = 2000, a step never trained).
 
 What differs: embedding size 64 for Table 1 (the paper's 3072 is ``hidden_size = 3072``); the
 sequence encoder is DreamRec's one-head block (the code's SASRec-style block, ``modules.py``, has
@@ -27,8 +30,12 @@ two heads, scales by sqrt(H) and adds two outer residuals, ``seq + attention`` w
 output already holds its queries, then ``seq + feed-forward``, so the raw last-item embedding
 reaches c; neither block has an output projection); training rows are every prefix of every
 sequence (the code: one row per user); full ranking over all items, selection on validation
-NDCG@20 every 5 epochs with early stopping (the code: recall@5 every epoch, at most 150 epochs,
-``default.yaml``).
+NDCG@20 every 5 epochs with early stopping after 30 evaluations without a gain (the code:
+recall@5 every epoch, stopping after 10 epochs without a gain, at most 150 epochs,
+``default.yaml``); the encoder's attention projections keep PyTorch's initialisation, as
+DreamRec's (the code's ``TransformerEncoder._reset_parameters``: Xavier-uniform, zero bias).
+A batch needs two or more rows (``MIN_BATCH_ROWS``: harness.run refuses a batch size that leaves
+a last batch of one; the code would average over no negatives, NaN).
 """
 
 from __future__ import annotations
@@ -51,11 +58,12 @@ class PreferDiffConfig(DreamRecConfig):
     timesteps: int = 2000
     w: float = 2.0
     sampler: str = "ddim"
-    steps: int = 20
+    steps: int = 21
     lam: float = 0.4  # weight of L_pos beside the preference term
     gamma: float = 5.0  # scale of the preference margin
 
     HASHED_IF_SET: ClassVar[tuple[str, ...]] = ()  # a new model: every field is hashed
+    MIN_BATCH_ROWS: ClassVar[int] = 2  # in-batch negatives: a row needs another (harness.run)
 
     def __post_init__(self) -> None:
         super().__post_init__()

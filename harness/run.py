@@ -408,6 +408,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
     pick_device(args.device)
     splits = load_dataset(args.dataset, args.data_dir)
     prep = resolve(spec, args.dataset, splits, overrides, args.config, Path(args.results_dir))
+    check_last_batch(prep)
     prep.seeds = (list(range(args.first_seed, args.first_seed + args.seeds))
                   if args.seed_stopping_first is None else
                   [seed_stopping_first(spec, args.dataset, splits, args.config,
@@ -417,6 +418,18 @@ def prepare(args: argparse.Namespace) -> Prepared:
         store.check_writable(store.default_model_dir(), "the model folder",
                              "point $HARNESS_MODEL_DIR at a writable folder")
     return prep
+
+
+def check_last_batch(prep: Prepared) -> None:
+    """A model whose loss needs several rows per batch (``MIN_BATCH_ROWS`` on its config class:
+    PreferDiff's in-batch negatives) refuses a batch size that leaves a shorter last batch."""
+    need = getattr(prep.model_cfg, "MIN_BATCH_ROWS", 1)
+    n, bs = len(prep.splits.train), prep.train_cfg.batch_size
+    if 0 < n % bs < need:
+        raise HarnessError(
+            f"{prep.spec.name} needs batches of {need} or more rows, and batch_size {bs} leaves a "
+            f"last batch of {n % bs} of the {n} training rows; choose another batch_size "
+            f"(e.g. --set batch_size={bs + 1})")
 
 
 def is_guided(model: str) -> bool:

@@ -58,9 +58,12 @@ def test_preferdiff_loss_is_the_codes_with_the_centroid_of_the_other_targets(lam
     assert E.grad[target].abs().sum() > 0  # nothing detached: the targets learn
 
 
-def test_preferdiff_samples_by_ddim_over_20_steps_and_guards_its_settings():
+def test_preferdiff_samples_by_ddim_on_its_codes_grid_and_guards_its_settings():
     plan = PreferDiff(N, PreferDiffConfig(hidden_size=H)).sampling_plan()
-    assert plan.sampler == "ddim" and len(plan.steps) == 20 and plan.steps[0] == 1999
+    # the code's ddim_step 100 over 0..2000: 21 calls, alpha_bar read at 1999, 1899, ..., 99, 0
+    code = [0] + [i - 1 for i in range(100, 2001, 100)]
+    assert plan.sampler == "ddim" and len(plan.steps) == 21 and plan.steps[0] == 1999
+    assert max(abs(a - b) for a, b in zip(sorted(plan.steps), code)) <= 1
     assert all(s == 0 for s in plan.sigma)  # eta 0: deterministic given x_T
     with pytest.raises(ValueError, match="learned item table"):
         PreferDiffConfig(targets="detached")

@@ -190,6 +190,10 @@ def test_nan_loss_marks_the_run_failed_and_keeps_it_out_of_the_mean(tmp_path, ca
     (["--set", "lr"], "--set takes KEY=VALUE"),
     (["--threads", "0"], "--threads must be >= 1, got 0"),
     (["--seeds", "0"], "--seeds must be >= 1"),
+    # ml-100k's 82,552 training rows = 21 x 3931 + 1: a last batch without an in-batch negative
+    (["--model", "preferdiff", "--set", "batch_size=21"],
+     "preferdiff needs batches of 2 or more rows, and batch_size 21 leaves a last batch of 1 of "
+     "the 82552 training rows"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
     if "cuda" in args:
