@@ -47,8 +47,9 @@ a few at a time and survives being stopped, so that the same command line contin
 
 - ``left PLAN --state DIR [--clone CLONE]``: what is left of the plan, job by job, in CPU-hours
   by the records' own run times (the median minutes of one seed of the model on the dataset,
-  from its validation records anywhere under the clone's results, those trained with the step's
-  epochs, evaluation cadence and patience when there are any, times the trainings each step
+  from its validation records anywhere under the clone's results: those of the very settings a
+  ``run`` step trains when there are any, else those trained with the step's epochs, evaluation
+  cadence and patience when there are any; times the trainings each step
   still has to make: seeds recorded for the config each step would run now, by its hash (and
   with their states in the clone's model folder, for a step that keeps them); the
   tuning rule counted at its fewest trials, all of them when the config changed since);
@@ -71,8 +72,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fcntl
 import filecmp
+import json
 import os
 import re
 import shlex
@@ -681,13 +684,17 @@ STOPPING = ("max_epochs", "eval_every", "patience")
 
 
 def seed_minutes(results: Path, dataset: str, model: str,
-                 stopping: dict[str, Any] | None = None) -> tuple[float, int] | None:
+                 stopping: dict[str, Any] | None = None,
+                 config: dict[str, Any] | None = None) -> tuple[float, int] | None:
     """The median run time in minutes of one seed of ``model`` on ``dataset`` by its validation
     records anywhere under ``results`` (main records, variants, tuning trials), and how many
-    records that is; None when there are none. With ``stopping`` (the :data:`STOPPING` settings
-    of the config to be run), only the records trained under those settings count, when there
-    are any: a patience raised from 10 to 30 makes every seed run longer."""
-    mins, same = [], []
+    records that is; None when there are none. With ``config`` (the ``{"model": ..., "train":
+    ...}`` settings to be run, as a record keeps them), only the records of those very settings
+    count, when there are any (a learning rate tuned from 1e-3 to 1e-4 can make every seed run
+    five times longer); else, with ``stopping`` (their :data:`STOPPING` settings), only the
+    records trained under those, when there are any: a patience raised from 10 to 30 makes
+    every seed run longer."""
+    mins, same, own = [], [], []
     for path in Path(results).rglob(f"records/{dataset}/{model}/validation/seed*.json"):
         rec = store.read_record(path)
         if rec and rec.get("status") == "ok" and "total_s" in rec.get("wall", {}):
@@ -695,23 +702,26 @@ def seed_minutes(results: Path, dataset: str, model: str,
             train = (rec.get("config") or {}).get("train") or {}
             if stopping and all(train.get(k) == v for k, v in stopping.items()):
                 same.append(mins[-1])
-    mins = same or mins
+            if config and rec.get("config") == config:
+                own.append(mins[-1])
+    mins = own or same or mins
     return (float(np.median(mins)), len(mins)) if mins else None
 
 
-def step_stopping(a: argparse.Namespace, root: Path) -> dict[str, Any] | None:
-    """The :data:`STOPPING` settings of the config a ``run`` or ``tune`` step trains (the
-    clone's config file, then its ``--set``); None when it cannot be read."""
+def step_config(a: argparse.Namespace, root: Path) -> dict[str, Any] | None:
+    """The settings a ``run`` or ``tune`` step trains (the clone's config file, then its
+    ``--set``), ``{"model": ..., "train": ...}`` as a record keeps them; None when they cannot
+    be read."""
     from harness import models, run
 
     try:
         spec = models.get_model(a.model)
         config = root / (a.config or Path("harness") / "configs" / a.dataset
                          / f"{spec.name}.toml")
-        _, train = spec.configs(a.dataset, run.parse_overrides(a.set), config_file=config)
+        model, train = spec.configs(a.dataset, run.parse_overrides(a.set), config_file=config)
     except HarnessError:
         return None
-    return {k: getattr(train, k) for k in STOPPING}
+    return {"model": dataclasses.asdict(model), "train": dataclasses.asdict(train)}
 
 
 def model_dir(root: Path) -> Path:
@@ -869,14 +879,19 @@ def left(plan: Path, state: Path, root: Path, slots: int) -> list[str]:
             "failed" if (state / f"{job.name}.failed").exists() else "left")
         minutes, basis, unknown = 0.0, [], False
         for module, a in _steps(job.command):
-            stopping = (step_stopping(a, root) if module in ("run", "tune") and a.model
-                        and a.dataset else None)
+            config = (step_config(a, root) if module in ("run", "tune") and a.model
+                      and a.dataset else None)
+            stopping = config and {k: config["train"][k] for k in STOPPING}
+            # a tuning step's trials vary lr and weight decay: its config times only its seed 0
+            own = config if module == "run" else None
             for dataset, model, n in runs_left(module, a, root, planned):
                 if n == 0:
                     continue
-                key = (dataset, model, tuple(sorted((stopping or {}).items())))
+                key = (dataset, model, json.dumps(own, sort_keys=True) if own else None,
+                       tuple(sorted((stopping or {}).items())))
                 if key not in minutes_of:
-                    minutes_of[key] = seed_minutes(root / "results", dataset, model, stopping)
+                    minutes_of[key] = seed_minutes(root / "results", dataset, model, stopping,
+                                                   own)
                 per = minutes_of[key]
                 if per is None:
                     unknown = True

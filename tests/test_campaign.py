@@ -578,6 +578,47 @@ def test_left_times_a_step_by_the_records_made_with_its_stopping_settings(tmp_pa
     assert "2 x sasrec/zhihu at 10.0 min" in rows["p5"]
 
 
+def test_left_times_a_run_step_by_the_records_of_its_very_settings(tmp_path, capsys,
+                                                                  monkeypatch):
+    # ml-100k AdaRanker: the rule moved its lr from 1e-3 (seeds of ~50 min) to 1e-4, whose
+    # tuning trial ran 220 min under the same stopping settings: its seeds are timed by that one
+    import argparse
+    root = checkout(tmp_path / "clone")
+    results = root / "results"
+    (root / "harness" / "configs" / "zhihu").mkdir(parents=True, exist_ok=True)
+    (root / "harness" / "configs" / "zhihu" / "sasrec.toml").write_text(
+        (CONFIG_DIR / "zhihu" / "sasrec.toml").read_text())
+    monkeypatch.setattr(campaign, "_done_seeds", lambda a, root_, results_, n: 0)
+    step = argparse.Namespace(model="sasrec", dataset="zhihu", config=None, set=[])
+    now = campaign.step_config(step, root)  # the settings as a record keeps them
+    assert now == json.loads(json.dumps(now))
+    before = {"model": now["model"], "train": {**now["train"], "lr": now["train"]["lr"] * 10}}
+
+    def timed(folder, seed, minutes, config):
+        path = fake_record(folder, "zhihu", "sasrec", "a" * 16, seed)
+        rec = json.loads(path.read_text())
+        rec["wall"] = {"total_s": 60.0 * minutes}
+        rec["config"] = config
+        path.write_text(json.dumps(rec))
+
+    for seed in range(3):
+        timed(results, seed, 50.0, before)
+    timed(results / "tuning" / "zhihu" / "sasrec" / "lr=x", 0, 220.0, now)
+    plan = write_plan(tmp_path / "p.plan", [
+        "now: python -m harness.run --model sasrec --dataset zhihu --seeds 2 --threads 1",
+        "other: python -m harness.run --model sasrec --dataset zhihu --seeds 2 --threads 1 "
+        "--set lr=0.5 --results-dir results/other",
+    ])
+    state = tmp_path / "state"
+    state.mkdir()
+    assert campaign.main(["left", str(plan), "--state", str(state), "--clone", str(root)]) == 0
+    rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ")}
+    assert "2 x sasrec/zhihu at 220.0 min" in rows["now"]
+    # no record of lr 0.5: the records of its stopping settings, all four here
+    assert "2 x sasrec/zhihu at 50.0 min" in rows["other"]
+
+
 def _trials(root: Path, model: str, records: list[tuple[dict, str | None, str, float]],
             sets: tuple[str, ...] = ()) -> Path:
     """A tuning search's folder in the checkout ``root`` (ml-100k): one seed-0 record a trial
