@@ -540,6 +540,17 @@ def shipped_with_patience(dataset: str, model: str, patience: int) -> str:
                   (CONFIG_DIR / dataset / f"{model}.toml").read_text())
 
 
+def _left_rows(tmp_path: Path, capsys, root: Path, jobs: list[str]) -> dict[str, str]:
+    """job name -> the row ``campaign left`` prints for a plan of ``jobs`` in the checkout
+    ``root``, none of them done."""
+    plan = write_plan(tmp_path / "p.plan", jobs)
+    state = tmp_path / "state"
+    state.mkdir()
+    assert campaign.main(["left", str(plan), "--state", str(state), "--clone", str(root)]) == 0
+    return {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ")}
+
+
 def test_left_times_a_step_by_the_records_made_with_its_stopping_settings(tmp_path, capsys,
                                                                          monkeypatch):
     # ml-100k AdaRanker's config went from patience 10 (seeds of ~16 min) to 30 (~75 min): the
@@ -560,18 +571,13 @@ def test_left_times_a_step_by_the_records_made_with_its_stopping_settings(tmp_pa
     for seed in range(3):
         timed(results, seed, 10.0, patience=10)
     timed(results / "checks", 0, 70.0, patience=30)
-    plan = write_plan(tmp_path / "p.plan", [
+    rows = _left_rows(tmp_path, capsys, root, [
         "p30: python -m harness.run --model sasrec --dataset zhihu --seeds 2 --threads 1",
         "p10: python -m harness.run --model sasrec --dataset zhihu --seeds 2 --threads 1 "
         "--set patience=10 --results-dir results/other",
         "p5: python -m harness.run --model sasrec --dataset zhihu --seeds 2 --threads 1 "
         "--set patience=5 --results-dir results/other5",
     ])
-    state = tmp_path / "state"
-    state.mkdir()
-    assert campaign.main(["left", str(plan), "--state", str(state), "--clone", str(root)]) == 0
-    rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()
-            if line.startswith("| ")}
     assert "2 x sasrec/zhihu at 70.0 min" in rows["p30"]
     assert "2 x sasrec/zhihu at 10.0 min" in rows["p10"]
     # no record made with patience 5: the median of them all
@@ -604,16 +610,11 @@ def test_left_times_a_run_step_by_the_records_of_its_very_settings(tmp_path, cap
     for seed in range(3):
         timed(results, seed, 50.0, before)
     timed(results / "tuning" / "zhihu" / "sasrec" / "lr=x", 0, 220.0, now)
-    plan = write_plan(tmp_path / "p.plan", [
+    rows = _left_rows(tmp_path, capsys, root, [
         "now: python -m harness.run --model sasrec --dataset zhihu --seeds 2 --threads 1",
         "other: python -m harness.run --model sasrec --dataset zhihu --seeds 2 --threads 1 "
         "--set lr=0.5 --results-dir results/other",
     ])
-    state = tmp_path / "state"
-    state.mkdir()
-    assert campaign.main(["left", str(plan), "--state", str(state), "--clone", str(root)]) == 0
-    rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()
-            if line.startswith("| ")}
     assert "2 x sasrec/zhihu at 220.0 min" in rows["now"]
     # no record of lr 0.5: the records of its stopping settings, all four here
     assert "2 x sasrec/zhihu at 50.0 min" in rows["other"]
