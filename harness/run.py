@@ -429,7 +429,7 @@ def check_last_batch(prep: Prepared) -> None:
         raise HarnessError(
             f"{prep.spec.name} needs batches of {need} or more rows, and batch_size {bs} leaves a "
             f"last batch of {n % bs} of the {n} training rows; choose another batch_size "
-            f"(e.g. --set batch_size={bs + 1})")
+            f"(--set batch_size=N)")
 
 
 def is_guided(model: str) -> bool:

@@ -3,6 +3,7 @@ campaign's clone and the checkout without losing or mixing configs."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -588,7 +589,6 @@ def test_left_times_a_run_step_by_the_records_of_its_very_settings(tmp_path, cap
                                                                   monkeypatch):
     # ml-100k AdaRanker: the rule moved its lr from 1e-3 (seeds of ~50 min) to 1e-4, whose
     # tuning trial ran 220 min under the same stopping settings: its seeds are timed by that one
-    import argparse
     root = checkout(tmp_path / "clone")
     results = root / "results"
     (root / "harness" / "configs" / "zhihu").mkdir(parents=True, exist_ok=True)
@@ -642,11 +642,7 @@ def _trials(root: Path, model: str, records: list[tuple[dict, str | None, str, f
 
 def _left_row(tmp_path: Path, capsys, root: Path, step: str) -> str:
     """The row ``campaign left`` prints for a plan of the one job ``tune: <step>``."""
-    plan = write_plan(tmp_path / "p.plan", [f"tune: {step}"])
-    state = tmp_path / "state"
-    state.mkdir()
-    assert campaign.main(["left", str(plan), "--state", str(state), "--clone", str(root)]) == 0
-    return next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| tune "))
+    return _left_rows(tmp_path, capsys, root, [f"tune: {step}"])["tune"]
 
 
 def test_left_counts_only_the_trials_that_ran_for_the_config_each_would_run_now(tmp_path,
