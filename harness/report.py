@@ -5,8 +5,10 @@ finished seeds, test HR@20 and NDCG@20 in % (mean ± sample std over seeds), mea
 epoch, and the paper's cell for the same dataset and model. Failed runs are counted, never
 averaged in. A second table sets every other config's records (``<results>/variants/<config
 hash>/``: configs a tuning replaced, the authors' presets) beside the current cell, with the
-config fields that differ, so that a change of config shows its old and new cell. Everything in
-it is computed from the records under ``<results>/records`` and ``<results>/variants``.
+config fields that differ, so that a change of config shows its old and new cell. A third sets
+every early-stopping check (a seed run again with a later stop, ``<results>/checks/*/``) beside
+the record it checks. Everything in it is computed from the records under
+``<results>/records``, ``<results>/variants`` and ``<results>/checks``.
 """
 
 from __future__ import annotations
@@ -108,6 +110,83 @@ def _stopping(recs: list[dict]) -> str:
     return ", ".join(out) or "—"
 
 
+#: the training fields a stopping check changes; a record that differs from another in these alone
+#: is the same run trained for longer
+STOPPING_FIELDS = ("patience", "max_epochs")
+
+
+def _folders(root: Path) -> list[Path]:
+    """``root`` and every config folder set aside under it (``variants/<config hash>``)."""
+    return [root, *sorted((root / store.VARIANTS).glob("*"))]
+
+
+def _stops_sooner(base: dict, check: dict) -> bool:
+    """Whether record ``base`` is ``check``'s run with an earlier stop: the same config but
+    for the stopping fields, each of which is no later in ``base`` and one earlier."""
+    a, b = _flat(base["config"]), _flat(check["config"])
+    if any(a.get(k) != b.get(k) for k in set(a) | set(b) if k not in STOPPING_FIELDS):
+        return False
+    pairs = [(a.get(k), b.get(k)) for k in STOPPING_FIELDS]
+    if any(x is None or y is None for x, y in pairs):
+        return False
+    return all(x <= y for x, y in pairs) and any(x < y for x, y in pairs)
+
+
+def _finished_validation(folder: Path) -> list[list[dict]]:
+    """The finished validation-protocol records under ``folder/records``, one list a config."""
+    return [[r for r in recs if r["status"] == "ok"]
+            for (_, _, protocol), recs in sorted(collect(folder).items())
+            if protocol == "validation"]
+
+
+def stopping_checks(results_dir: Path) -> list[list[str]]:
+    """One row per seed run again with a later stop (the records under
+    ``results_dir/checks/*/``, validation protocol) beside the record it checks: the same
+    dataset, model and seed whose config differs only in the stopping fields, each set sooner
+    (among several, the one that stops latest), from ``results_dir/records`` or a config set
+    aside under ``results_dir/variants``. The base config's seeds give the scale of a gain."""
+    results_dir = Path(results_dir)
+    bases = []  # (record, the validation NDCG@20 of every seed of its config, where it is)
+    for folder in _folders(results_dir):
+        where = "current" if folder == results_dir else f"{store.VARIANTS}/{folder.name}"
+        for recs in _finished_validation(folder):
+            bases += [(r, [x["val"]["ndcg@20"] for x in recs], where) for r in recs]
+    rows = []
+    for check_dir in sorted((results_dir / "checks").glob("*")):
+        checks = [c for folder in _folders(check_dir) for recs in _finished_validation(folder)
+                  for c in recs]
+        for check in checks:
+            key = (check["dataset"], check["model"], check["seed"])
+            found = [b for b in bases if (b[0]["dataset"], b[0]["model"], b[0]["seed"]) == key
+                     and _stops_sooner(b[0], check)]
+            if found:
+                base, seeds, where = max(found, key=lambda b: [_flat(b[0]["config"])[k]
+                                                               for k in STOPPING_FIELDS])
+                rows.append(_check_row(base, seeds, where, check, check_dir.name))
+    order = {name: i for i, name in enumerate(PAPER_NAMES)}
+    return sorted(rows, key=lambda r: (r[0], order.get(r[1], len(order)), r[1], r[3], r[2],
+                                       r[5]))
+
+
+def _check_row(base: dict, seeds: list[float], where: str, check: dict, folder: str) -> list:
+    v0, v1 = 100 * base["val"]["ndcg@20"], 100 * check["val"]["ndcg@20"]
+    if base["selected_epoch"] == check["selected_epoch"]:
+        outcome = "the same state"
+    else:
+        std = 100 * float(np.std(seeds, ddof=1)) if len(seeds) > 1 else float("nan")
+        scale = (f" ({(v1 - v0) / std:+.1f} × the {len(seeds)} seeds' std, {std:.3f})"
+                 if std > 0 else "")
+        outcome = f"a later state: {v1 - v0:+.3f} points{scale}"
+    return [base["dataset"], base["model"], base["seed"], where,
+            config_changes(base["config"], check["config"]), f"checks/{folder}",
+            f"{base['selected_epoch']}/{base['epochs_run']} → "
+            f"{check['selected_epoch']}/{check['epochs_run']}",
+            f"{v0:.3f} → {v1:.3f}",
+            f"{100 * base['test']['hr@20']:.2f} → {100 * check['test']['hr@20']:.2f}",
+            f"{100 * base['test']['ndcg@20']:.2f} → {100 * check['test']['ndcg@20']:.2f}",
+            outcome]
+
+
 def render(results_dir: Path) -> str:
     paper = paper_cells()
     rows = []
@@ -168,6 +247,23 @@ def render(results_dir: Path) -> str:
             "current seeds", "current HR@20 %", "current NDCG@20 %", "current val NDCG@20 %",
             "differs (other → current)"],
             tablefmt="github") if (Path(results_dir) / store.VARIANTS).is_dir() else "(none)",
+        "",
+        "## Early-stopping checks",
+        "",
+        "A seed run again with a later stop (`checks/<folder>/`: the plan's `*-patience*` jobs,",
+        "each on the seed of its config that stopped first), beside the record it checks: the",
+        "same seed of the config that differs from it only in its stopping settings (among",
+        "several, the one that stops latest), current or set aside (`variants/<config hash>`:",
+        "the fields in which it differs are under \"Other configs' records\"). Selected epoch /",
+        "epochs run, validation NDCG@20 and test metrics in % (the earlier stop → the later",
+        "one). A later state with a higher validation NDCG@20 means the earlier stop cut that",
+        "run; the std of the validation NDCG@20 over the seeds of the earlier config gives its",
+        "scale. Test is shown, never used to choose.",
+        "",
+        tabulate(stopping_checks(results_dir), headers=[
+            "dataset", "model", "seed", "config", "stop (earlier → later)", "folder",
+            "selected / run", "val NDCG@20 %", "test HR@20 %", "test NDCG@20 %", "outcome"],
+            tablefmt="github") if (Path(results_dir) / "checks").is_dir() else "(none)",
         "",
     ])
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -332,6 +333,52 @@ def test_summary_sets_a_replaced_config_beside_the_current_cell(reproduced, tmp_
     assert cells[4] == "30.00 ± 7.07" and cells[6] == "12.50 ± 0.00" and cells[7] == "2"
     assert cells[10] == report.format_mean_std(now)  # the current config's, to choose by
     assert cells[11] == f"gone 3 → —; lr 0.5 → {lr}"
+
+
+def test_summary_sets_each_stopping_check_beside_the_run_it_checks(reproduced, tmp_path):
+    """A seed run again with a later stop is compared with the record of the same seed and
+    config but for its stopping settings, the latest-stopping one where several are; a later
+    state is measured in the earlier config's seed std, and a record that differs in anything
+    else is no base."""
+    from harness import report
+    res, _ = reproduced
+    copy = tmp_path / "res"
+    shutil.copytree(res / "records", copy / "records")
+    seeds = {s: json.loads(store.record_path(res, "ml-100k", "gru4rec", "validation", s).read_text())
+             for s in (0, 1)}
+    patience = seeds[1]["config"]["train"]["patience"]
+
+    def put(root: Path, rec: dict, **train) -> None:
+        rec = json.loads(json.dumps(rec))
+        rec["config"]["train"].update(train)
+        path = store.record_path(root, "ml-100k", "gru4rec", "validation", rec["seed"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rec))
+
+    # an earlier-stopping config of the same seed, set aside: not the base (the current stops later)
+    put(copy / store.VARIANTS / "00000000000000aa", seeds[1], patience=patience - 5)
+    cut = json.loads(json.dumps(seeds[1]))
+    cut["selected_epoch"] += 7
+    cut["epochs_run"] += 30
+    cut["val"]["ndcg@20"] += 0.001
+    put(copy / "checks" / "patience60", cut, patience=patience + 50)
+    put(copy / "checks" / "patience60", seeds[0], patience=patience + 50)  # the same state
+    put(copy / "checks" / "lr", seeds[0], patience=patience + 50, lr=0.5)  # another config
+
+    text = report.render(copy).split("## Early-stopping checks")[1]
+    rows = [[c.strip() for c in line.strip("|").split("|")]
+            for line in text.splitlines() if "| gru4rec" in line]
+    assert [r[2] for r in rows] == ["0", "1"]
+    same, later = rows
+    assert same[3] == "current" and same[4] == f"patience {patience} → {patience + 50}"
+    assert same[5] == "checks/patience60" and same[-1] == "the same state"
+    old = seeds[1]
+    assert later[6] == (f"{old['selected_epoch']}/{old['epochs_run']} → "
+                        f"{old['selected_epoch'] + 7}/{old['epochs_run'] + 30}")
+    v = 100 * old["val"]["ndcg@20"]
+    assert later[7] == f"{v:.3f} → {v + 0.1:.3f}"
+    std = 100 * np.std([seeds[s]["val"]["ndcg@20"] for s in (0, 1)], ddof=1)
+    assert later[-1] == f"a later state: +0.100 points ({0.1 / std:+.1f} × the 2 seeds' std, {std:.3f})"
 
 
 def test_figures_draw_the_validation_curves_and_say_what_is_missing(reproduced, capsys):
