@@ -683,18 +683,42 @@ def rule_trials(model: str) -> int:
 STOPPING = ("max_epochs", "eval_every", "patience")
 
 
+def _rescaled_minutes(rec: dict[str, Any], minutes: float,
+                      config: dict[str, Any]) -> float | None:
+    """The minutes ``rec`` (a run of ``minutes``) would take under ``config``, if ``config`` is
+    its config but for its patience and number of epochs: its minutes per epoch times the epochs
+    the run makes on the same validation curve, to its selected epoch and then ``patience``
+    evaluations, at most ``max_epochs`` (a later best makes it longer: a lower bound when the
+    patience is longer). None for another config, or a record without its epochs."""
+    had = rec.get("config") or {}
+    train = had.get("train") or {}
+    if had.get("model") != config["model"] or train.keys() != config["train"].keys() or any(
+            train[k] != v for k, v in config["train"].items() if k not in ("max_epochs",
+                                                                            "patience")):
+        return None
+    run, selected = rec.get("epochs_run"), rec.get("selected_epoch")
+    if not run or selected is None:
+        return None
+    now = config["train"]
+    epochs = min(now["max_epochs"], selected + 1 + now["patience"] * now["eval_every"])
+    return minutes / run * epochs
+
+
 def seed_minutes(results: Path, dataset: str, model: str,
                  stopping: dict[str, Any] | None = None,
                  config: dict[str, Any] | None = None) -> tuple[float, int] | None:
     """The median run time in minutes of one seed of ``model`` on ``dataset`` by its validation
-    records anywhere under ``results`` (main records, variants, tuning trials), and how many
-    records that is; None when there are none. With ``config`` (the ``{"model": ..., "train":
-    ...}`` settings to be run, as a record keeps them), only the records of those very settings
-    count, when there are any (a learning rate tuned from 1e-3 to 1e-4 can make every seed run
-    five times longer); else, with ``stopping`` (their :data:`STOPPING` settings), only the
-    records trained under those, when there are any: a patience raised from 10 to 30 makes
-    every seed run longer."""
-    mins, same, own = [], [], []
+    records anywhere under ``results`` (main records, variants, tuning trials, checks), and how
+    many records that is; None when there are none. With ``config`` (the ``{"model": ...,
+    "train": ...}`` settings to be run, as a record keeps them), only the records of those very
+    settings count, when there are any (a learning rate tuned from 1e-3 to 1e-4 can make every
+    seed run five times longer); else those of the same settings but a patience or a number of
+    epochs, each rescaled to the run's (:func:`_rescaled_minutes`: a check that runs a seed
+    again with patience 120 takes that seed's time and more, whatever the other configs'
+    seeds take); else, with ``stopping`` (their :data:`STOPPING` settings), only the records
+    trained under those, when there are any: a patience raised from 10 to 30 makes every seed
+    run longer."""
+    mins, same, own, rescaled = [], [], [], []
     for path in Path(results).rglob(f"records/{dataset}/{model}/validation/seed*.json"):
         rec = store.read_record(path)
         if rec and rec.get("status") == "ok" and "total_s" in rec.get("wall", {}):
@@ -704,7 +728,9 @@ def seed_minutes(results: Path, dataset: str, model: str,
                 same.append(mins[-1])
             if config and rec.get("config") == config:
                 own.append(mins[-1])
-    mins = own or same or mins
+            elif config and (m := _rescaled_minutes(rec, mins[-1], config)) is not None:
+                rescaled.append(m)
+    mins = own or rescaled or same or mins
     return (float(np.median(mins)), len(mins)) if mins else None
 
 

@@ -620,6 +620,49 @@ def test_left_times_a_run_step_by_the_records_of_its_very_settings(tmp_path, cap
     assert "2 x sasrec/zhihu at 50.0 min" in rows["other"]
 
 
+def test_left_times_a_longer_patience_by_the_same_configs_records_rescaled(tmp_path, capsys,
+                                                                          monkeypatch):
+    # ml-100k AdaRanker's patience-120 check of its patience-60 row: no record has its settings,
+    # and the records made with patience 120 are another config's (lr 1e-3, an hour); the row's
+    # own seeds, at their minutes per epoch, run to their selected epoch and 120 evaluations more
+    root = checkout(tmp_path / "clone")
+    results = root / "results"
+    (root / "harness" / "configs" / "zhihu" / "sasrec.toml").write_text(
+        shipped_with_patience("zhihu", "sasrec", 60))
+    monkeypatch.setattr(campaign, "_done_seeds", lambda a, root_, results_, n: 0)
+    step = argparse.Namespace(model="sasrec", dataset="zhihu", config=None, set=[])
+    now = campaign.step_config(step, root)
+    every = now["train"]["eval_every"]
+
+    def timed(folder, seed, minutes, config, selected, run):
+        path = fake_record(folder, "zhihu", "sasrec", "a" * 16, seed)
+        rec = json.loads(path.read_text())
+        rec.update(wall={"total_s": 60.0 * minutes}, config=config, selected_epoch=selected,
+                   epochs_run=run)
+        path.write_text(json.dumps(rec))
+
+    # two seeds of the row: 1 and 2 minutes an epoch
+    timed(results, 0, 100.0, now, 39, 40 + 60 * every)
+    timed(results, 1, 2 * (20 + 60 * every), now, 19, 20 + 60 * every)
+    other = {"model": now["model"], "train": {**now["train"], "lr": 0.5, "patience": 120}}
+    timed(results / "checks", 0, 60.0, other, 5, 6 + 120 * every)
+    rows = _left_rows(tmp_path, capsys, root, [
+        "p120: python -m harness.run --model sasrec --dataset zhihu --seeds 1 --threads 1 "
+        "--set patience=120 --results-dir results/p120",
+        "p60: python -m harness.run --model sasrec --dataset zhihu --seeds 1 --threads 1 "
+        "--results-dir results/p60",
+        "short: python -m harness.run --model sasrec --dataset zhihu --seeds 1 --threads 1 "
+        "--set patience=120 --set max_epochs=30 --results-dir results/short",
+    ])
+    rescaled = sorted([100.0 / (40 + 60 * every) * (40 + 120 * every),
+                       2.0 * (20 + 120 * every)])
+    assert f"1 x sasrec/zhihu at {np.mean(rescaled):.1f} min" in rows["p120"]
+    assert f"1 x sasrec/zhihu at {np.median([100.0, 2 * (20 + 60 * every)]):.1f} min" in rows["p60"]
+    # capped at max_epochs
+    assert f"1 x sasrec/zhihu at {np.mean([100.0 / (40 + 60 * every) * 30, 60.0]):.1f} min" in \
+        rows["short"]
+
+
 def _trials(root: Path, model: str, records: list[tuple[dict, str | None, str, float]],
             sets: tuple[str, ...] = ()) -> Path:
     """A tuning search's folder in the checkout ``root`` (ml-100k): one seed-0 record a trial
