@@ -22,6 +22,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from baselines.contract import Batch, SequentialRecommender
+from harness import store
 from harness.data import SequenceSplits
 from harness.errors import HarnessError
 from harness.evaluate import Evaluation, evaluate
@@ -346,9 +347,16 @@ def _train(
         if log_evals:
             print(f"{desc}: resumed after epoch {saved['epoch']} from {checkpoint}",
                   file=sys.stderr, flush=True)
-    # where each stretch of epochs ran: one entry per process that trained this run
+    # where each stretch of epochs ran: one entry per process that trained this run, with its
+    # thread count and commit (a stretch trained with other threads or other code computes
+    # other roundings: the run then equals no uninterrupted one)
     here = {"device": device.type, "torch": str(torch.__version__), "first_epoch": first,
-            "last_epoch": first - 1, "generator": generator}
+            "last_epoch": first - 1, "generator": generator,
+            "threads": torch.get_num_threads(), "commit": store.git_state()["commit"]}
+    if segments and segments[-1].get("threads") not in (None, here["threads"]):
+        print(f"warning: {checkpoint} was written by a process with {segments[-1]['threads']} "
+              f"torch threads; resuming with {here['threads']} (other reduction orders: the "
+              f"result will not equal an uninterrupted run's)", file=sys.stderr, flush=True)
     if device.type == "cuda":
         here["gpu"] = torch.cuda.get_device_name(device)
     segments.append(here)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from dreamrec.model import DreamRec, DreamRecConfig
+from harness import store
 from harness.train import TrainConfig, TrainingDiverged, train
 from tests.helpers import chain_splits
 
@@ -157,8 +158,9 @@ def test_a_checkpoint_from_another_device_resumes_with_a_reseeded_generator_and_
                      checkpoint_key="k")
 
     first = fit(4)  # leaves its checkpoint after epoch 3
+    here = {"threads": torch.get_num_threads(), "commit": store.git_state()["commit"]}
     assert first.wall["segments"] == [{"device": "cpu", "torch": str(torch.__version__), "first_epoch": 0,
-                                       "last_epoch": 3, "generator": "fresh"}]
+                                       "last_epoch": 3, "generator": "fresh", **here}]
     same = fit(6)
     assert [s["generator"] for s in same.wall["segments"]] == ["fresh", "continued"]
     assert same.wall["segments"][1]["first_epoch"] == 4 and same.wall["segments"][1]["last_epoch"] == 5
@@ -176,6 +178,34 @@ def test_a_checkpoint_from_another_device_resumes_with_a_reseeded_generator_and_
     assert moved.wall["segments"] == [
         {"device": "cuda", "torch": None, "first_epoch": 0, "last_epoch": 3, "generator": "not recorded"},
         {"device": "cpu", "torch": str(torch.__version__), "first_epoch": 4, "last_epoch": 5,
-         "generator": "reseeded"}]
+         "generator": "reseeded", **here}]
     # the history before the move is the checkpoint's; the epochs after it were trained here
     assert moved.history[:4] == first.history and len(moved.history) == 6
+
+
+def test_a_run_resumed_with_other_threads_records_each_stretchs_and_says_so(tmp_path, capsys):
+    """Another thread count sums in another order, and at a high learning rate rounding grows
+    into another run: each stretch's thread count is recorded, and the resume warns."""
+    splits = chain_splits(n_items=40, n_train=300, n_eval=60)
+    ckpt = tmp_path / "ck.pt"
+
+    def fit(max_epochs, threads):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            torch.manual_seed(0)
+            m = DreamRec(splits.n_items, DreamRecConfig(hidden_size=16, timesteps=8, w=2.0))
+            cfg = TrainConfig(lr=1e-2, max_epochs=max_epochs, eval_every=2, patience=50,
+                              batch_size=64)
+            return train(m, splits, cfg, 0, torch.device("cpu"), progress=False,
+                         checkpoint=ckpt, checkpoint_key="k")
+        finally:
+            torch.set_num_threads(before)
+
+    fit(4, 1)
+    assert "torch threads" not in capsys.readouterr().err
+    got = fit(6, 2)
+    assert [(s["first_epoch"], s["threads"]) for s in got.wall["segments"]] == [(0, 1), (4, 2)]
+    assert "written by a process with 1 torch threads; resuming with 2" in capsys.readouterr().err
+    fit(8, 2)  # the same count as the stretch before: no warning
+    assert "torch threads" not in capsys.readouterr().err
