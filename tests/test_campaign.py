@@ -552,22 +552,35 @@ def _left_rows(tmp_path: Path, capsys, root: Path, jobs: list[str]) -> dict[str,
             if line.startswith("| ")}
 
 
+def sasrec_clone(tmp_path: Path, monkeypatch, patience: int) -> Path:
+    """A campaign clone whose zhihu SASRec config stops after ``patience`` evaluations, with no
+    seed recorded for the config it runs now."""
+    root = checkout(tmp_path / "clone")
+    (root / "harness" / "configs" / "zhihu" / "sasrec.toml").write_text(
+        shipped_with_patience("zhihu", "sasrec", patience))
+    monkeypatch.setattr(campaign, "_done_seeds", lambda a, root_, results_, n: 0)
+    return root
+
+
+def timed_sasrec(folder: Path, seed: int, minutes: float, config: dict, **fields) -> None:
+    """A finished zhihu SASRec validation record of ``minutes`` and ``config`` (and ``fields``)
+    under ``folder``, for ``campaign left`` to time a seed by."""
+    path = fake_record(folder, "zhihu", "sasrec", "a" * 16, seed)
+    rec = json.loads(path.read_text())
+    rec.update(wall={"total_s": 60.0 * minutes}, config=config, **fields)
+    path.write_text(json.dumps(rec))
+
+
 def test_left_times_a_step_by_the_records_made_with_its_stopping_settings(tmp_path, capsys,
                                                                          monkeypatch):
     # ml-100k AdaRanker's config went from patience 10 (seeds of ~16 min) to 30 (~75 min): the
     # seeds still to run are timed by the record made with patience 30, not by the median of all
-    root = checkout(tmp_path / "clone")
+    root = sasrec_clone(tmp_path, monkeypatch, 30)
     results = root / "results"
-    (root / "harness" / "configs" / "zhihu" / "sasrec.toml").write_text(
-        shipped_with_patience("zhihu", "sasrec", 30))
-    monkeypatch.setattr(campaign, "_done_seeds", lambda a, root_, results_, n: 0)
 
     def timed(folder, seed, minutes, patience):
-        path = fake_record(folder, "zhihu", "sasrec", "a" * 16, seed)
-        rec = json.loads(path.read_text())
-        rec["wall"] = {"total_s": 60.0 * minutes}
-        rec["config"] = {"train": {"max_epochs": 1000, "eval_every": 1, "patience": patience}}
-        path.write_text(json.dumps(rec))
+        timed_sasrec(folder, seed, minutes,
+                     {"train": {"max_epochs": 1000, "eval_every": 1, "patience": patience}})
 
     for seed in range(3):
         timed(results, seed, 10.0, patience=10)
@@ -600,16 +613,9 @@ def test_left_times_a_run_step_by_the_records_of_its_very_settings(tmp_path, cap
     assert now == json.loads(json.dumps(now))
     before = {"model": now["model"], "train": {**now["train"], "lr": now["train"]["lr"] * 10}}
 
-    def timed(folder, seed, minutes, config):
-        path = fake_record(folder, "zhihu", "sasrec", "a" * 16, seed)
-        rec = json.loads(path.read_text())
-        rec["wall"] = {"total_s": 60.0 * minutes}
-        rec["config"] = config
-        path.write_text(json.dumps(rec))
-
     for seed in range(3):
-        timed(results, seed, 50.0, before)
-    timed(results / "tuning" / "zhihu" / "sasrec" / "lr=x", 0, 220.0, now)
+        timed_sasrec(results, seed, 50.0, before)
+    timed_sasrec(results / "tuning" / "zhihu" / "sasrec" / "lr=x", 0, 220.0, now)
     rows = _left_rows(tmp_path, capsys, root, [
         "now: python -m harness.run --model sasrec --dataset zhihu --seeds 2 --threads 1",
         "other: python -m harness.run --model sasrec --dataset zhihu --seeds 2 --threads 1 "
@@ -625,21 +631,14 @@ def test_left_times_a_longer_patience_by_the_same_configs_records_rescaled(tmp_p
     # ml-100k AdaRanker's patience-120 check of its patience-60 row: no record has its settings,
     # and the records made with patience 120 are another config's (lr 1e-3, an hour); the row's
     # own seeds, at their minutes per epoch, run to their selected epoch and 120 evaluations more
-    root = checkout(tmp_path / "clone")
+    root = sasrec_clone(tmp_path, monkeypatch, 60)
     results = root / "results"
-    (root / "harness" / "configs" / "zhihu" / "sasrec.toml").write_text(
-        shipped_with_patience("zhihu", "sasrec", 60))
-    monkeypatch.setattr(campaign, "_done_seeds", lambda a, root_, results_, n: 0)
     step = argparse.Namespace(model="sasrec", dataset="zhihu", config=None, set=[])
     now = campaign.step_config(step, root)
     every = now["train"]["eval_every"]
 
     def timed(folder, seed, minutes, config, selected, run):
-        path = fake_record(folder, "zhihu", "sasrec", "a" * 16, seed)
-        rec = json.loads(path.read_text())
-        rec.update(wall={"total_s": 60.0 * minutes}, config=config, selected_epoch=selected,
-                   epochs_run=run)
-        path.write_text(json.dumps(rec))
+        timed_sasrec(folder, seed, minutes, config, selected_epoch=selected, epochs_run=run)
 
     # two seeds of the row: 1 and 2 minutes an epoch
     timed(results, 0, 100.0, now, 39, 40 + 60 * every)
