@@ -6,8 +6,8 @@ epoch, and the paper's cell for the same dataset and model. Failed runs are coun
 averaged in. A second table sets every other config's records (``<results>/variants/<config
 hash>/``: configs a tuning replaced, the authors' presets) beside the current cell, with the
 config fields that differ, so that a change of config shows its old and new cell. A third sets
-every early-stopping check (a seed run again with a later stop, ``<results>/checks/*/``) beside
-the record it checks. Everything in it is computed from the records under
+every early-stopping check (a seed run again with a later stop, ``<results>/checks/patience<N>/``)
+beside the record it checks. Everything in it is computed from the records under
 ``<results>/records``, ``<results>/variants`` and ``<results>/checks``.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -113,6 +114,9 @@ def _stopping(recs: list[dict]) -> str:
 #: the training fields a stopping check changes; a record that differs from another in these alone
 #: is the same run trained for longer
 STOPPING_FIELDS = ("patience", "max_epochs")
+#: the folders under ``<results>/checks`` that hold stopping checks (``patience120``,
+#: ``epochs2000``); the others hold other checks (a reproduction, a state kept)
+STOPPING_CHECK = re.compile(r"(patience|epochs)\d+")
 
 
 def _folders(root: Path) -> list[Path]:
@@ -141,7 +145,7 @@ def _finished_validation(folder: Path) -> list[list[dict]]:
 
 def stopping_checks(results_dir: Path) -> list[list[str]]:
     """One row per seed run again with a later stop (the records under
-    ``results_dir/checks/*/``, validation protocol) beside the record it checks: the same
+    ``results_dir/checks/patience<N>/`` and ``epochs<N>/``, validation protocol) beside the record it checks: the same
     dataset, model and seed whose config differs only in the stopping fields, each set sooner
     (among several, the one that stops latest), from ``results_dir/records`` or a config set
     aside under ``results_dir/variants``. The base config's seeds give the scale of a gain."""
@@ -152,7 +156,8 @@ def stopping_checks(results_dir: Path) -> list[list[str]]:
         for recs in _finished_validation(folder):
             bases += [(r, [x["val"]["ndcg@20"] for x in recs], where) for r in recs]
     rows = []
-    for check_dir in sorted((results_dir / "checks").glob("*")):
+    for check_dir in sorted(p for p in (results_dir / "checks").glob("*")
+                            if STOPPING_CHECK.fullmatch(p.name)):
         checks = [c for folder in _folders(check_dir) for recs in _finished_validation(folder)
                   for c in recs]
         for check in checks:
@@ -250,15 +255,15 @@ def render(results_dir: Path) -> str:
         "",
         "## Early-stopping checks",
         "",
-        "A seed run again with a later stop (`checks/<folder>/`: the plan's `*-patience*` jobs,",
-        "each on the seed of its config that stopped first), beside the record it checks: the",
-        "same seed of the config that differs from it only in its stopping settings (among",
-        "several, the one that stops latest), current or set aside (`variants/<config hash>`:",
-        "the fields in which it differs are under \"Other configs' records\"). Selected epoch /",
-        "epochs run, validation NDCG@20 and test metrics in % (the earlier stop → the later",
-        "one). A later state with a higher validation NDCG@20 means the earlier stop cut that",
-        "run; the std of the validation NDCG@20 over the seeds of the earlier config gives its",
-        "scale. Test is shown, never used to choose.",
+        "A seed run again with a later stop (`checks/patience<N>/`, `checks/epochs<N>/`: the",
+        "plan's `*-patience*` jobs, each on the seed of its config that stopped first), beside",
+        "the record it checks: the same seed of the config that differs from it only in its",
+        "stopping settings (among several, the one that stops latest), current or set aside",
+        "(`variants/<config hash>`: the fields in which it differs are under \"Other configs'",
+        "records\"). Selected epoch / epochs run, validation NDCG@20 and test metrics in % (the",
+        "earlier stop → the later one). A later state with a higher validation NDCG@20 means the",
+        "earlier stop cut that run; the std of the validation NDCG@20 over the seeds of the",
+        "earlier config gives its scale. Test is shown, never used to choose.",
         "",
         tabulate(stopping_checks(results_dir), headers=[
             "dataset", "model", "seed", "config", "stop (earlier → later)", "folder",

@@ -363,7 +363,8 @@ def test_summary_sets_each_stopping_check_beside_the_run_it_checks(reproduced, t
     cut["val"]["ndcg@20"] += 0.001
     put(copy / "checks" / "patience60", cut, patience=patience + 50)
     put(copy / "checks" / "patience60", seeds[0], patience=patience + 50)  # the same state
-    put(copy / "checks" / "lr", seeds[0], patience=patience + 50, lr=0.5)  # another config
+    put(copy / "checks" / "patience90", seeds[0], patience=patience + 50, lr=0.5)  # another config
+    put(copy / "checks" / "reproduction", seeds[1], patience=patience + 50)  # not a stopping check
 
     text = report.render(copy).split("## Early-stopping checks")[1]
     rows = [[c.strip() for c in line.strip("|").split("|")]
