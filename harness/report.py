@@ -145,9 +145,10 @@ def _finished_validation(folder: Path) -> list[list[dict]]:
 
 def stopping_checks(results_dir: Path) -> list[list[str]]:
     """One row per seed run again with a later stop (the records under
-    ``results_dir/checks/patience<N>/`` and ``epochs<N>/``, validation protocol) beside the record it checks: the same
-    dataset, model and seed whose config differs only in the stopping fields, each set sooner
-    (among several, the one that stops latest), from ``results_dir/records`` or a config set
+    ``results_dir/checks/patience<N>/`` and ``epochs<N>/``, validation protocol) beside the
+    record it checks: the same dataset, model and seed whose config differs only in the
+    stopping fields, each set sooner (among several, the one that stops latest), from
+    ``results_dir/records`` or a config set
     aside under ``results_dir/variants``. The base config's seeds give the scale of a gain."""
     results_dir = Path(results_dir)
     bases = []  # (record, the validation NDCG@20 of every seed of its config, where it is)
