@@ -148,8 +148,8 @@ def stopping_checks(results_dir: Path) -> list[list[str]]:
     ``results_dir/checks/patience<N>/`` and ``epochs<N>/``, validation protocol) beside the
     record it checks: the same dataset, model and seed whose config differs only in the
     stopping fields, each set sooner (among several, the one that stops latest), from
-    ``results_dir/records`` or a config set
-    aside under ``results_dir/variants``. The base config's seeds give the scale of a gain."""
+    ``results_dir/records`` or a config set aside under ``results_dir/variants``. The base
+    config's seeds give the scale of a gain."""
     results_dir = Path(results_dir)
     bases = []  # (record, the validation NDCG@20 of every seed of its config, where it is)
     for folder in _folders(results_dir):
