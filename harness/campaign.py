@@ -690,11 +690,7 @@ def _rescaled_minutes(rec: dict[str, Any], minutes: float,
     the run makes on the same validation curve, to its selected epoch and then ``patience``
     evaluations, at most ``max_epochs`` (a later best makes it longer: a lower bound when the
     patience is longer). None for another config, or a record without its epochs."""
-    had = rec.get("config") or {}
-    train = had.get("train") or {}
-    if had.get("model") != config["model"] or train.keys() != config["train"].keys() or any(
-            train[k] != v for k, v in config["train"].items() if k not in ("max_epochs",
-                                                                            "patience")):
+    if not store.differs_only_in_stopping(rec.get("config") or {}, config):
         return None
     run, selected = rec.get("epochs_run"), rec.get("selected_epoch")
     if not run or selected is None:

@@ -111,26 +111,18 @@ def _stopping(recs: list[dict]) -> str:
     return ", ".join(out) or "—"
 
 
-#: the training fields a stopping check changes; a record that differs from another in these alone
-#: is the same run trained for longer
-STOPPING_FIELDS = ("patience", "max_epochs")
 #: the folders under ``<results>/checks`` that hold stopping checks (``patience120``,
 #: ``epochs2000``); the others hold other checks (a reproduction, a state kept)
 STOPPING_CHECK = re.compile(r"(patience|epochs)\d+")
 
 
-def _folders(root: Path) -> list[Path]:
-    """``root`` and every config folder set aside under it (``variants/<config hash>``)."""
-    return [root, *sorted((root / store.VARIANTS).glob("*"))]
-
-
 def _stops_sooner(base: dict, check: dict) -> bool:
     """Whether record ``base`` is ``check``'s run with an earlier stop: the same config but
     for the stopping fields, each of which is no later in ``base`` and one earlier."""
-    a, b = _flat(base["config"]), _flat(check["config"])
-    if any(a.get(k) != b.get(k) for k in set(a) | set(b) if k not in STOPPING_FIELDS):
+    if not store.differs_only_in_stopping(base["config"], check["config"]):
         return False
-    pairs = [(a.get(k), b.get(k)) for k in STOPPING_FIELDS]
+    a, b = base["config"].get("train") or {}, check["config"].get("train") or {}
+    pairs = [(a.get(k), b.get(k)) for k in store.STOPPING_FIELDS]
     if any(x is None or y is None for x, y in pairs):
         return False
     return all(x <= y for x, y in pairs) and any(x < y for x, y in pairs)
@@ -152,22 +144,22 @@ def stopping_checks(results_dir: Path) -> list[list[str]]:
     config's seeds give the scale of a gain."""
     results_dir = Path(results_dir)
     bases = []  # (record, the validation NDCG@20 of every seed of its config, where it is)
-    for folder in _folders(results_dir):
+    for folder in store.config_roots(results_dir):
         where = "current" if folder == results_dir else f"{store.VARIANTS}/{folder.name}"
         for recs in _finished_validation(folder):
             bases += [(r, [x["val"]["ndcg@20"] for x in recs], where) for r in recs]
     rows = []
     for check_dir in sorted(p for p in (results_dir / "checks").glob("*")
                             if STOPPING_CHECK.fullmatch(p.name)):
-        checks = [c for folder in _folders(check_dir) for recs in _finished_validation(folder)
-                  for c in recs]
+        checks = [c for folder in store.config_roots(check_dir)
+                  for recs in _finished_validation(folder) for c in recs]
         for check in checks:
             key = (check["dataset"], check["model"], check["seed"])
             found = [b for b in bases if (b[0]["dataset"], b[0]["model"], b[0]["seed"]) == key
                      and _stops_sooner(b[0], check)]
             if found:
-                base, seeds, where = max(found, key=lambda b: [_flat(b[0]["config"])[k]
-                                                               for k in STOPPING_FIELDS])
+                base, seeds, where = max(found, key=lambda b: [b[0]["config"]["train"][k]
+                                                               for k in store.STOPPING_FIELDS])
                 rows.append(_check_row(base, seeds, where, check, check_dir.name))
     order = {name: i for i, name in enumerate(PAPER_NAMES)}
     return sorted(rows, key=lambda r: (r[0], order.get(r[1], len(order)), r[1], r[3], r[2],

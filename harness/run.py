@@ -348,8 +348,7 @@ def recorded_home(spec: ModelSpec, dataset: str, model_cfg: Any, train_cfg: Trai
     records of ``spec`` on ``dataset`` have these configs (their hash, with each record's own
     data checksum), or None."""
     wanted: dict[str | None, str] = {}  # data checksum -> the hash these configs have with it
-    roots = [Path(results_dir)] + sorted((Path(results_dir) / store.VARIANTS).glob("*"))
-    for root in roots:
+    for root in store.config_roots(results_dir):
         for path in sorted(store.records_dir(root, dataset, spec.name).glob("*/seed*.json")):
             rec = store.read_record(path)
             if rec is None or not rec.get("config_hash"):

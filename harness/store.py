@@ -78,6 +78,25 @@ def variant_dir(results_dir: Path, chash: str) -> Path:
     return Path(results_dir) / VARIANTS / chash
 
 
+def config_roots(results_dir: Path) -> list[Path]:
+    """``results_dir`` and every config folder set aside under it (``variants/<config hash>``)."""
+    return [Path(results_dir), *sorted((Path(results_dir) / VARIANTS).glob("*"))]
+
+
+#: the training fields that only decide how long a run goes on: two records whose configs differ
+#: in these alone are the same run stopped at different points
+STOPPING_FIELDS = ("patience", "max_epochs")
+
+
+def differs_only_in_stopping(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether record configs ``a`` and ``b`` (``{"model": ..., "train": ...}``) are the same
+    but for their :data:`STOPPING_FIELDS`."""
+    def rest(config: dict[str, Any], part: str) -> dict[str, Any]:
+        return {k: v for k, v in (config.get(part) or {}).items()
+                if part != "train" or k not in STOPPING_FIELDS}
+    return all(rest(a, part) == rest(b, part) for part in ("model", "train"))
+
+
 def home(results_dir: Path, dataset: str, model: str, chash: str, configured: bool,
          apart: bool = False) -> Path:
     """The results folder whose ``records/<dataset>/<model>/`` holds (or will hold) the records
