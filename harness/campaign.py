@@ -23,6 +23,16 @@ a few at a time and survives being stopped, so that the same command line contin
   ``--restore``, FILE gets every job the state folder marks done (with its wall time), beside
   those it listed before; with it, each job FILE lists gets its ``DIR/<job>.done`` where it has
   none (a mark already there is kept). A failed mark is never carried.
+- ``park CLONE FOLDER`` and ``unpark FOLDER CLONE``: a run longer than the machine is kept (a
+  seed of hours, a session that ends first) would start over on every new machine, so its
+  checkpoint is kept in a committed folder too: ``park`` makes FOLDER (e.g. ``campaigns/parked``)
+  a copy of every checkpoint of a run in progress in the clone (``results/checkpoints/`` and
+  every ``checkpoints/`` under ``results/``; a finished run leaves none) at the same relative
+  path, with ``PARKED.md`` listing each one's epoch, and drops what it parked before;
+  ``unpark`` copies them into a new clone, and refuses a clone that holds a checkpoint of its
+  own (a kept machine's are newer than the parked ones, and a run finished since parking would
+  get a stale one back). A parked checkpoint resumes only the run of the same config
+  (:func:`harness.train.train`'s key); any other starts over.
 - ``drop-older --before TIME FOLDER...``: delete the records (``seed*.json`` and its ``.npz``)
   created before TIME under the folders, so that a campaign reruns them on the current code
   (run it in the campaign's own clone: the main checkout keeps the old records until
@@ -79,6 +89,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -337,6 +348,78 @@ def restore_marks(path: Path, state: Path) -> list[str]:
             store.write_text(Path(state) / f"{name}.done", text + "\n")
             restored.append(name)
     return restored
+
+
+PARKED_INDEX = "PARKED.md"
+
+
+def checkpoint_files(clone: Path) -> list[Path]:
+    """The checkpoints of the runs in progress in a checkout (:func:`harness.store.checkpoint_path`
+    and the same under a tuning trial's or a set-aside config's folder), relative to it."""
+    results = Path(clone) / "results"
+    if not results.is_dir():
+        return []
+    return sorted(p.relative_to(clone) for p in results.rglob("*.pt")
+                  if "checkpoints" in p.relative_to(results).parts[:-1])
+
+
+def _epoch(path: Path) -> str:
+    import torch
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        return str(saved["epoch"])
+    except Exception:  # noqa: BLE001 -- the index is for reading; the file is copied anyway
+        return "unreadable"
+
+
+def park(clone: Path, folder: Path) -> list[Path]:
+    """Make ``folder`` a copy of the checkpoints in ``clone`` (what it held before is dropped);
+    returns the files parked, relative to both."""
+    clone, folder = Path(clone), Path(folder)
+    if not (clone / "results").is_dir():
+        raise HarnessError(f"{clone} is not a checkout with results/; pass the campaign's clone")
+    files = checkpoint_files(clone)
+    fresh = folder.with_name(f".{folder.name}.new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir(parents=True)
+    rows = []
+    for rel in files:
+        (fresh / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(clone / rel, fresh / rel)  # a checkpoint is replaced by a rename: whole
+        rows.append(f"| {rel} | {_epoch(fresh / rel)} | {(fresh / rel).stat().st_size:,} |")
+    table = ("| checkpoint | epoch | bytes |\n|---|---|---|\n" + "\n".join(rows) if rows
+             else "No run was in progress.")
+    store.write_text(fresh / PARKED_INDEX, (
+        f"# Parked checkpoints\n\nThe runs in progress in the campaign's clone when it was "
+        f"parked ({datetime.now().astimezone().isoformat(timespec='seconds')}; "
+        f"`python -m harness.campaign park`). On a new machine, `python -m harness.campaign "
+        f"unpark {folder} CLONE` puts them back so that each run resumes after its last "
+        f"evaluation.\n\n{table}\n"))
+    shutil.rmtree(folder, ignore_errors=True)
+    fresh.rename(folder)
+    return files
+
+
+def unpark(folder: Path, clone: Path) -> list[Path]:
+    """Copy the checkpoints parked in ``folder`` into ``clone`` (a fresh one: it may hold none of
+    its own); returns the files copied, relative to both."""
+    folder, clone = Path(folder), Path(clone)
+    if not (clone / "results").is_dir():
+        raise HarnessError(f"{clone} is not a checkout with results/; pass the campaign's clone")
+    own = checkpoint_files(clone)
+    if own:
+        raise HarnessError(f"{clone} holds checkpoints of its own ({own[0]}"
+                           f"{f' and {len(own) - 1} more' if len(own) > 1 else ''}): they are "
+                           f"newer than the parked ones; unpark only into a new clone")
+    if not (folder / PARKED_INDEX).is_file():
+        raise HarnessError(f"{folder} holds no parked checkpoints ({PARKED_INDEX} is missing); "
+                           f"pass the folder python -m harness.campaign park wrote")
+    files = sorted(p.relative_to(folder) for p in folder.rglob("*.pt"))
+    for rel in files:
+        (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(folder / rel, clone / rel)
+    return files
 
 
 def hold_lock(state: Path):
@@ -953,6 +1036,13 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--state", type=Path, required=True, help="the campaign's state folder")
     m.add_argument("--restore", action="store_true",
                    help="mark done in the state folder every job the file lists")
+    pk = sub.add_parser("park", help="keep the checkpoints of the runs in progress in a "
+                        "committed folder")
+    pk.add_argument("clone", type=Path, help="the campaign's clone")
+    pk.add_argument("folder", type=Path, help="the folder (e.g. campaigns/parked); replaced")
+    up = sub.add_parser("unpark", help="put parked checkpoints into a new campaign clone")
+    up.add_argument("folder", type=Path, help="the parked folder (e.g. campaigns/parked)")
+    up.add_argument("clone", type=Path, help="the campaign's new clone")
     d = sub.add_parser("drop-older", help="delete records created before a time")
     d.add_argument("--before", required=True,
                    help="ISO time with zone, e.g. 2026-12-03T00:00:00+00:00")
@@ -990,6 +1080,16 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 names = save_marks(args.state, args.file)
                 print(f"{args.file}: {len(read_marks(args.file))} jobs done ({len(names)} new)")
+            return 0
+        if args.command == "park":
+            files = park(args.clone, args.folder)
+            print(f"parked {len(files)} checkpoints in {args.folder}" +
+                  "".join(f"\n  {f}" for f in files))
+            return 0
+        if args.command == "unpark":
+            files = unpark(args.folder, args.clone)
+            print(f"unparked {len(files)} checkpoints into {args.clone}" +
+                  "".join(f"\n  {f}" for f in files))
             return 0
         if args.command == "drop-older":
             before = cli.iso_time(args.before, "--before")

@@ -906,3 +906,48 @@ def test_a_marks_file_that_is_not_one_is_a_one_line_error(tmp_path, capsys):
                           "--restore"]) == 2
     assert campaign.main(["marks", str(bad), "--state", str(tmp_path / "none")]) == 2
     assert not (tmp_path / "none").exists()
+
+
+def test_checkpoints_of_runs_in_progress_survive_a_lost_machine_through_the_parked_folder(
+        tmp_path, capsys):
+    import torch
+
+    clone, parked = tmp_path / "clone", tmp_path / "main" / "campaigns" / "parked"
+    ckpt = store.checkpoint_path(clone / "results", "ml-100k", "adaranker", 3)
+    trial = (clone / "results" / "tuning" / "ml-100k" / "cl4srec" / "lr=1e-4" / "variants"
+             / "ecb6" / "checkpoints" / "ml-100k" / "cl4srec" / "seed0.pt")
+    for path, epoch in ((ckpt, 184), (trial, 165)):
+        path.parent.mkdir(parents=True)
+        torch.save({"key": "k", "epoch": epoch}, path)
+    (ckpt.parent / f".{ckpt.name}.123.tmp").write_bytes(b"half")  # a killed write: not parked
+    (clone / "results" / "records").mkdir()
+    (clone / "results" / "records" / "model.pt").write_bytes(b"not a checkpoint")
+    assert campaign.main(["park", str(clone), str(parked)]) == 0
+    assert sorted(p.relative_to(parked) for p in parked.rglob("*.pt")) == sorted(
+        p.relative_to(clone) for p in (ckpt, trial))
+    index = (parked / campaign.PARKED_INDEX).read_text()
+    assert "| 184 |" in index and "| 165 |" in index
+    # the trial finished (its checkpoint removed): parking again drops its parked copy
+    store.remove_checkpoint(trial)
+    assert campaign.main(["park", str(clone), str(parked)]) == 0
+    assert [p.relative_to(parked) for p in parked.rglob("*.pt")] == [ckpt.relative_to(clone)]
+    # a kept machine's clone holds its own, newer checkpoint: unparking over it is refused
+    capsys.readouterr()
+    assert campaign.main(["unpark", str(parked), str(clone)]) == 2
+    assert "holds checkpoints of its own" in capsys.readouterr().err
+    # a new machine: the run resumes from the parked state, byte for byte
+    fresh = tmp_path / "fresh"
+    (fresh / "results").mkdir(parents=True)
+    assert campaign.main(["unpark", str(parked), str(fresh)]) == 0
+    restored = fresh / ckpt.relative_to(clone)
+    assert restored.read_bytes() == ckpt.read_bytes()
+    assert torch.load(restored, weights_only=True)["epoch"] == 184
+    # nothing in progress: the folder says so and unparks nothing; a wrong folder is an error
+    store.remove_checkpoint(ckpt)
+    assert campaign.main(["park", str(clone), str(parked)]) == 0
+    assert not list(parked.rglob("*.pt"))
+    assert "No run was in progress" in (parked / campaign.PARKED_INDEX).read_text()
+    assert campaign.main(["unpark", str(parked), str(tmp_path / "other")]) == 2
+    (tmp_path / "other" / "results").mkdir(parents=True)
+    assert campaign.main(["unpark", str(tmp_path / "nothing"), str(tmp_path / "other")]) == 2
+    assert "holds no parked checkpoints" in capsys.readouterr().err
