@@ -416,9 +416,8 @@ def unpark(folder: Path, clone: Path) -> list[Path]:
         raise HarnessError(f"{folder} holds no parked checkpoints ({PARKED_INDEX} is missing); "
                            f"pass the folder python -m harness.campaign park wrote")
     files = sorted(p.relative_to(folder) for p in folder.rglob("*.pt"))
-    for rel in files:
-        (clone / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(folder / rel, clone / rel)
+    for rel in files:  # atomic, as the trainer writes them: an interrupted unpark leaves no half
+        _copy(folder / rel, clone / rel)
     return files
 
 
