@@ -140,14 +140,27 @@ def stopping_checks(results_dir: Path) -> list[list[str]]:
     ``results_dir/checks/patience<N>/`` and ``epochs<N>/``, validation protocol) beside the
     record it checks: the same dataset, model and seed whose config differs only in the
     stopping fields, each set sooner (among several, the one that stops latest), from
-    ``results_dir/records`` or a config set aside under ``results_dir/variants``. The base
-    config's seeds give the scale of a gain."""
+    ``results_dir/records``, a config set aside under ``results_dir/variants``, or a tuning
+    trial under ``results_dir/tuning`` (a trial the rule did not choose, run on to see whether
+    its stop cut it). The base config's seeds give the scale of a gain; a trial's, which has
+    one seed, is that of the row's current config."""
     results_dir = Path(results_dir)
     bases = []  # (record, the validation NDCG@20 of every seed of its config, where it is)
+    row_seeds = {}  # (dataset, model) -> the current config's seeds, the scale for a trial
     for folder in store.config_roots(results_dir):
         where = "current" if folder == results_dir else f"{store.VARIANTS}/{folder.name}"
         for recs in _finished_validation(folder):
-            bases += [(r, [x["val"]["ndcg@20"] for x in recs], where) for r in recs]
+            seeds = [x["val"]["ndcg@20"] for x in recs]
+            bases += [(r, seeds, where) for r in recs]
+            if folder == results_dir and recs:
+                row_seeds[(recs[0]["dataset"], recs[0]["model"])] = seeds
+    # a tuning trial (one seed) run again with a later stop: was it cut, or beaten?
+    for trial in sorted(p for p in (results_dir / "tuning").glob("*/*/*") if p.is_dir()):
+        for folder in store.config_roots(trial):
+            where = "/".join(folder.relative_to(results_dir).parts)
+            for recs in _finished_validation(folder):
+                bases += [(r, row_seeds.get((r["dataset"], r["model"]), []), where)
+                          for r in recs]
     rows = []
     for check_dir in sorted(p for p in (results_dir / "checks").glob("*")
                             if STOPPING_CHECK.fullmatch(p.name)):
@@ -172,7 +185,8 @@ def _check_row(base: dict, seeds: list[float], where: str, check: dict, folder: 
         outcome = "the same state"
     else:
         std = 100 * float(np.std(seeds, ddof=1)) if len(seeds) > 1 else float("nan")
-        scale = (f" ({(v1 - v0) / std:+.1f} × the {len(seeds)} seeds' std, {std:.3f})"
+        whose = "the row's" if where.startswith("tuning/") else "the"
+        scale = (f" ({(v1 - v0) / std:+.1f} × {whose} {len(seeds)} seeds' std, {std:.3f})"
                  if std > 0 else "")
         outcome = f"a later state: {v1 - v0:+.3f} points{scale}"
     return [base["dataset"], base["model"], base["seed"], where,

@@ -382,6 +382,49 @@ def test_summary_sets_each_stopping_check_beside_the_run_it_checks(reproduced, t
     assert later[-1] == f"a later state: +0.100 points ({0.1 / std:+.1f} × the 2 seeds' std, {std:.3f})"
 
 
+def test_a_tuning_trial_run_on_with_a_later_stop_is_checked_against_that_trial(reproduced,
+                                                                              tmp_path):
+    """A trial the rule did not choose, run again with a later stop, is set beside the trial's
+    own record (not the row's), its gain scaled by the row's seeds; a check of a learning rate
+    no trial and no row has stays without a base."""
+    from harness import report
+    res, _ = reproduced
+    copy = tmp_path / "res"
+    shutil.copytree(res / "records", copy / "records")
+    seeds = [json.loads(store.record_path(res, "ml-100k", "gru4rec", "validation", s).read_text())
+             for s in (0, 1)]
+    patience = seeds[0]["config"]["train"]["patience"]
+    trial = copy / "tuning" / "ml-100k" / "gru4rec" / "lr=0.25,weight_decay=1e-6"
+
+    def put(root: Path, rec: dict, selected: int = 0, gain: float = 0.0, **train) -> dict:
+        rec = json.loads(json.dumps(rec))
+        rec["config"]["train"].update(train)
+        rec["selected_epoch"] += selected
+        rec["epochs_run"] += selected
+        rec["val"]["ndcg@20"] += gain
+        path = store.record_path(root, "ml-100k", "gru4rec", "validation", rec["seed"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rec))
+        return rec
+
+    base = put(trial, seeds[0], selected=3, gain=-0.004, lr=0.25)
+    put(copy / "checks" / "patience60", seeds[0], selected=40, gain=0.002, lr=0.25,
+        patience=patience + 50)
+    put(copy / "checks" / "patience60", seeds[1], lr=0.125, patience=patience + 50)  # no base
+
+    text = report.render(copy).split("## Early-stopping checks")[1]
+    rows = [[c.strip() for c in line.strip("|").split("|")]
+            for line in text.splitlines() if "| gru4rec" in line]
+    assert len(rows) == 1
+    (row,) = rows
+    assert row[2] == "0" and row[3] == "tuning/ml-100k/gru4rec/lr=0.25,weight_decay=1e-6"
+    assert row[6].startswith(f"{base['selected_epoch']}/{base['epochs_run']} → ")
+    v = 100 * base["val"]["ndcg@20"]
+    assert row[7] == f"{v:.3f} → {v + 0.6:.3f}"
+    std = 100 * np.std([s["val"]["ndcg@20"] for s in seeds], ddof=1)
+    assert row[-1] == f"a later state: +0.600 points ({0.6 / std:+.1f} × the row's 2 seeds' std, {std:.3f})"
+
+
 def test_figures_draw_the_validation_curves_and_say_what_is_missing(reproduced, capsys):
     from harness import figures
     res, _ = reproduced
