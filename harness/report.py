@@ -157,7 +157,7 @@ def stopping_checks(results_dir: Path) -> list[list[str]]:
     # a tuning trial (one seed) run again with a later stop: was it cut, or beaten?
     for trial in sorted(p for p in (results_dir / "tuning").glob("*/*/*") if p.is_dir()):
         for folder in store.config_roots(trial):
-            where = "/".join(folder.relative_to(results_dir).parts)
+            where = folder.relative_to(results_dir).as_posix()
             for recs in _finished_validation(folder):
                 bases += [(r, row_seeds.get((r["dataset"], r["model"]), []), where)
                           for r in recs]
