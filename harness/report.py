@@ -99,13 +99,17 @@ def set_aside(results_dir: Path, current: dict[tuple[str, str, str], list[dict]]
 
 def _stopping(recs: list[dict]) -> str:
     """The early-stopping settings of ``recs`` ("10 × 5 epochs": 10 evaluations without a
-    gain, one every 5 epochs), each distinct one once; "—" when none has them."""
+    gain, one every 5 epochs; "none (1000 epochs)" when the patience outlasts ``max_epochs``),
+    each distinct one once; "—" when none has them."""
     out = []
     for r in recs:
         train = (r.get("config") or {}).get("train") or {}
         if "patience" in train:
-            text = (f"{train['patience']} × {train.get('eval_every', 1)} "
-                    f"epoch{'s' if train.get('eval_every', 1) != 1 else ''}")
+            every = train.get("eval_every", 1)
+            if "max_epochs" in train and train["patience"] * every >= train["max_epochs"]:
+                text = f"none ({train['max_epochs']} epochs)"
+            else:
+                text = f"{train['patience']} × {every} epoch{'s' if every != 1 else ''}"
             if text not in out:
                 out.append(text)
     return ", ".join(out) or "—"

@@ -299,9 +299,28 @@ def test_summary_report_shows_each_cell_with_its_coverage(reproduced):
     assert cells[3] == "2" and cells[8] == f"{cov:.1f} (2)"
     assert cells[6] == " ".join(f"{r['selected_epoch']}/{r['epochs_run']}" for r in recs)
     train = recs[0]["config"]["train"]
-    assert cells[7] == f"{train['patience']} × {train['eval_every']} epoch" + (
-        "s" if train["eval_every"] != 1 else "")
+    if train["patience"] * train["eval_every"] >= train["max_epochs"]:  # the fixture's short runs
+        assert cells[7] == f"none ({train['max_epochs']} epochs)"
+    else:
+        assert cells[7] == f"{train['patience']} × {train['eval_every']} epoch" + (
+            "s" if train["eval_every"] != 1 else "")
     assert cells[9] == "—"  # the paper has no ml-100k cell
+
+
+def test_summary_says_a_run_without_early_stopping_has_none():
+    """What stops a run: its patience and cadence, or "none" where the patience outlasts
+    max_epochs (no run can go that many evaluations without a gain before its last epoch)."""
+    from harness import report
+
+    def rec(patience, every, epochs):
+        return {"config": {"train": {"patience": patience, "eval_every": every,
+                                     "max_epochs": epochs}}}
+
+    assert report._stopping([rec(1000, 1, 1000)]) == "none (1000 epochs)"
+    assert report._stopping([rec(200, 5, 1000), rec(10, 5, 1000)]) == (
+        "none (1000 epochs), 10 × 5 epochs")
+    assert report._stopping([rec(999, 1, 1000)]) == "999 × 1 epoch"
+    assert report._stopping([{"config": {"train": {"patience": 60}}}]) == "60 × 1 epoch"
 
 
 def test_summary_sets_a_replaced_config_beside_the_current_cell(reproduced, tmp_path):
