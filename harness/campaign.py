@@ -784,7 +784,8 @@ def _rescaled_minutes(rec: dict[str, Any], minutes: float,
 
 def seed_minutes(results: Path, dataset: str, model: str,
                  stopping: dict[str, Any] | None = None,
-                 config: dict[str, Any] | None = None) -> tuple[float, int] | None:
+                 config: dict[str, Any] | None = None,
+                 model_part: dict[str, Any] | None = None) -> tuple[float, int] | None:
     """The median run time in minutes of one seed of ``model`` on ``dataset`` by its validation
     records anywhere under ``results`` (main records, variants, tuning trials, checks), and how
     many records that is; None when there are none. With ``config`` (the ``{"model": ...,
@@ -795,8 +796,14 @@ def seed_minutes(results: Path, dataset: str, model: str,
     again with patience 120 takes that seed's time and more, whatever the other configs'
     seeds take); else, with ``stopping`` (their :data:`STOPPING` settings), only the records
     trained under those, when there are any: a patience raised from 10 to 30 makes every seed
-    run longer."""
-    mins, same, own, rescaled = [], [], [], []
+    run longer. Stopping settings that never stop early (a patience that outlasts
+    ``max_epochs``) make every run ``max_epochs`` long: every record is then rescaled to that
+    many epochs at its own minutes per epoch (the trials of a tuning step, whose learning rates
+    no record shares), after those of the very settings or the same config; only the records
+    with the model settings ``model_part`` when there are any (the memory slots of an earlier
+    design made every epoch slower)."""
+    mins, same, own, rescaled, full, full_own = [], [], [], [], [], []
+    epochs = store.fixed_epochs(stopping) if stopping else None
     for path in Path(results).rglob(f"records/{dataset}/{model}/validation/seed*.json"):
         rec = store.read_record(path)
         if rec and rec.get("status") == "ok" and "total_s" in rec.get("wall", {}):
@@ -808,7 +815,11 @@ def seed_minutes(results: Path, dataset: str, model: str,
                 own.append(mins[-1])
             elif config and (m := _rescaled_minutes(rec, mins[-1], config)) is not None:
                 rescaled.append(m)
-    mins = own or rescaled or same or mins
+            if epochs and rec.get("epochs_run"):
+                full.append(mins[-1] / rec["epochs_run"] * epochs)
+                if model_part and (rec.get("config") or {}).get("model") == model_part:
+                    full_own.append(full[-1])
+    mins = own or rescaled or same or full_own or full or mins
     return (float(np.median(mins)), len(mins)) if mins else None
 
 
@@ -992,10 +1003,11 @@ def left(plan: Path, state: Path, root: Path, slots: int) -> list[str]:
                 if n == 0:
                     continue
                 key = (dataset, model, json.dumps(own, sort_keys=True) if own else None,
+                       json.dumps(config and config["model"], sort_keys=True),
                        tuple(sorted((stopping or {}).items())))
                 if key not in minutes_of:
                     minutes_of[key] = seed_minutes(root / "results", dataset, model, stopping,
-                                                   own)
+                                                   own, config and config["model"])
                 per = minutes_of[key]
                 if per is None:
                     unknown = True

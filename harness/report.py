@@ -106,7 +106,7 @@ def _stopping(recs: list[dict]) -> str:
         train = (r.get("config") or {}).get("train") or {}
         if "patience" in train:
             every = train.get("eval_every", 1)
-            if "max_epochs" in train and train["patience"] * every >= train["max_epochs"]:
+            if store.fixed_epochs({"eval_every": every, **train}):
                 text = f"none ({train['max_epochs']} epochs)"
             else:
                 text = f"{train['patience']} × {every} epoch{'s' if every != 1 else ''}"

@@ -97,6 +97,16 @@ def differs_only_in_stopping(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(rest(a, part) == rest(b, part) for part in ("model", "train"))
 
 
+def fixed_epochs(train: dict[str, Any]) -> int | None:
+    """The epochs every run of the training settings ``train`` (a record's ``config["train"]``)
+    makes when it cannot stop early, its patience in epochs outlasting ``max_epochs``; None when
+    it can, or when ``train`` lacks one of the three."""
+    if not all(k in train for k in ("max_epochs", "eval_every", "patience")):
+        return None
+    stops = train["patience"] * train["eval_every"] < train["max_epochs"]
+    return None if stops else int(train["max_epochs"])
+
+
 def home(results_dir: Path, dataset: str, model: str, chash: str, configured: bool,
          apart: bool = False) -> Path:
     """The results folder whose ``records/<dataset>/<model>/`` holds (or will hold) the records

@@ -103,6 +103,9 @@ class Cell:
     data_checksum: str | None = None
     #: each finished record's "created" time (ISO 8601)
     created: list[str] = field(default_factory=list)
+    #: the epochs of the records trained without early stopping (a patience that outlasts
+    #: max_epochs: :func:`harness.store.fixed_epochs`), one entry each
+    full_length: list[int] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -176,6 +179,8 @@ def load_cells(results_dir: Path, protocol: str, datasets: list[str], models: li
                 if str(rec.get("config_hash")) not in cell.config_hashes:
                     cell.model_configs.append(dict(rec.get("config", {}).get("model", {})))
                 cell.config_hashes.add(str(rec.get("config_hash")))
+                if epochs := store.fixed_epochs(rec.get("config", {}).get("train", {})):
+                    cell.full_length.append(epochs)
                 rows = row_metrics(ranks, (20,))
                 if "coverage@20" in rec["test"]:
                     cell.values.setdefault("coverage@20", []).append(float(rec["test"]["coverage@20"]))
@@ -456,6 +461,18 @@ SELECTION_GAP_NOTE = (
     "printout of all of them.")
 
 
+def full_length_note(t: Table) -> str | None:
+    """The rows of ``t`` whose records trained without early stopping, for the selection-gap
+    note (their published protocol reads every epoch, as the official code does); None when
+    there are none."""
+    rows = [f"{d} {row_label(m)} ({'/'.join(str(e) for e in sorted(set(c.full_length)))} "
+            f"epochs)" for d in t.datasets for m in t.rows
+            if (c := t.cells.get((d, m))) and c.full_length]
+    return (f"Trained without early stopping, every run to its max_epochs (its published "
+            f"protocol reads every epoch's test, as the official code does, so no lower bound): "
+            f"{'; '.join(rows)}." if rows else None)
+
+
 def same_config(cells: dict[tuple[str, str], Cell], dataset: str, row: str) -> bool:
     """A config row (a preset) whose records are its model's row's own: both have records,
     of one config hash (the tuning rule chose the published setting itself)."""
@@ -486,6 +503,7 @@ def footnotes(t: Table) -> list[str]:
         f"(1 + hits) / (1 + {N_FLIPS:,})); a sequence with a zero difference adds nothing to "
         f"the statistic but stays in the sample.",
         SELECTION_GAP_NOTE,
+        *filter(None, [full_length_note(t)]),
     ]
     older = [f"{d} {row_label(m)}" for d in t.datasets for m in t.rows
              if t.older(t.cells.get((d, m))) and t.cells[(d, m)].n]
@@ -1091,10 +1109,14 @@ def reading(tables: list[Table]) -> str:
             gaps = [f"{row_label(m)} {pct(m, t=pub) - pct(m):+.2f}" for m in ranked
                     if (d, m) in pub.cells and pub.cells[(d, m)].n]
             if gaps:
+                full = [f"{row_label(m)} trains all "
+                        f"{'/'.join(str(e) for e in sorted(set(val.cells[(d, m)].full_length)))}"
+                        for m in ranked if (d, m) in val.cells and val.cells[(d, m)].full_length]
                 out.append(f"  Selection gap, published minus validation-selected HR@20 points "
                            f"(a lower bound: these runs stop early on validation, the official "
-                           f"code reads the best test printout of 1,000 epochs): "
-                           f"{', '.join(gaps)}.")
+                           f"code reads the best test printout of 1,000 epochs"
+                           + (f"; without early stopping, {', '.join(full)} epochs" if full
+                              else "") + f"): {', '.join(gaps)}.")
     where = [(d, popularity_table(val, d)) for d in val.datasets]
     where = [(d, text) for d, text in where if text]
     if where:

@@ -662,6 +662,38 @@ def test_left_times_a_longer_patience_by_the_same_configs_records_rescaled(tmp_p
         rows["short"]
 
 
+
+def test_left_times_a_run_without_early_stopping_at_max_epochs(tmp_path, capsys, monkeypatch):
+    # ml-100k AdaRanker after its patience went to 1000 (its 1,000 epochs, no early stop): no
+    # record has its settings, and its tuning step's trials vary the learning rate, so no record
+    # is rescaled as the same config; every record, at its own minutes per epoch, runs the
+    # max_epochs every run now makes, where the median of the records' own times would say
+    # far less
+    root = sasrec_clone(tmp_path, monkeypatch, 10)
+    results = root / "results"
+    step = argparse.Namespace(model="sasrec", dataset="zhihu", config=None, set=[])
+    now = campaign.step_config(step, root)
+    other = {"model": now["model"], "train": {**now["train"], "lr": 0.5}}
+    for seed, (minutes, run) in enumerate([(10.0, 20), (30.0, 30), (12.0, 40)]):
+        timed_sasrec(results, seed, minutes, other, selected_epoch=run - 11, epochs_run=run)
+    # a record of other model settings (slower epochs) is left out while any has the step's
+    slower = {"model": {**now["model"], "hidden_size": 4096}, "train": other["train"]}
+    timed_sasrec(results / "variants", 0, 400.0, slower, selected_epoch=9, epochs_run=20)
+    epochs = now["train"]["max_epochs"]
+    assert campaign.store.fixed_epochs({**now["train"], "patience": epochs}) == epochs
+    assert campaign.store.fixed_epochs(now["train"]) is None
+    rows = _left_rows(tmp_path, capsys, root, [
+        f"full: python -m harness.tune --model sasrec --dataset zhihu --jobs 1 --threads 1 "
+        f"--set patience={epochs} --results-dir results/full",
+        "stops: python -m harness.tune --model sasrec --dataset zhihu --jobs 1 --threads 1 "
+        "--results-dir results/stops",
+    ])
+    per_epoch = np.median([10.0 / 20, 30.0 / 30, 12.0 / 40])
+    assert f"x sasrec/zhihu at {per_epoch * epochs:.1f} min" in rows["full"]
+    # the median of the records' times
+    assert f"x sasrec/zhihu at {np.median([10.0, 30.0, 12.0, 400.0]):.1f} min" in rows["stops"]
+
+
 def _trials(root: Path, model: str, records: list[tuple[dict, str | None, str, float]],
             sets: tuple[str, ...] = ()) -> Path:
     """A tuning search's folder in the checkout ``root`` (ml-100k): one seed-0 record a trial

@@ -672,6 +672,48 @@ def test_the_selection_gap_is_called_a_lower_bound():
     assert "(a lower bound: these runs stop early on validation" in line and "DreamRec +1.00" in line
 
 
+
+def test_a_row_trained_without_early_stopping_is_named_beside_the_selection_gap():
+    """ml-100k AdaRanker trains its 1,000 epochs (patience 1000): its published protocol reads
+    every epoch, as the official code does, so the notes and the reading say so for that row
+    and only that row."""
+    cells = {("d", "dreamrec"): _cell("d", "dreamrec", [0.02, 0.03]),
+             ("d", "gru4rec"): _cell("d", "gru4rec", [0.01, 0.012])}
+    pub_cells = {k: _cell("d", k[1], [v + 0.01 for v in c.values["hr@20"]]) for k, c in cells.items()}
+    val = table1.Table("validation", ["d"], ["gru4rec", "dreamrec"], cells, {}, {})
+    pub = table1.Table("published", ["d"], ["gru4rec", "dreamrec"], pub_cells, {}, {})
+    assert "without early stopping" not in table1.markdown(val)
+    assert "without early stopping" not in table1.reading([val, pub])
+    cells[("d", "gru4rec")].full_length = [1000, 1000]
+    assert ("Trained without early stopping, every run to its max_epochs (its published protocol "
+            "reads every epoch's test, as the official code does, so no lower bound): "
+            "d GRU4Rec (1000 epochs).") in table1.markdown(val)
+    line = next(x for x in table1.reading([val, pub]).splitlines() if "Selection gap" in x)
+    assert "; without early stopping, GRU4Rec trains all 1000 epochs)" in line
+    assert "DreamRec trains" not in line
+
+
+def test_a_record_trained_without_early_stopping_marks_its_cell(reproduced, tmp_path):
+    """Reading the records: a record whose patience outlasts its max_epochs puts its epochs in
+    its cell's full_length; one that can stop early does not."""
+    res, _ = reproduced
+    copy = tmp_path / "res"
+    shutil.copytree(res / "records", copy / "records")
+    path = store.record_path(copy, "ml-100k", "gru4rec", "validation", 1)
+    rec = json.loads(path.read_text())
+
+    def full_length(patience: int) -> list[int]:
+        rec["config"]["train"].update(patience=patience, eval_every=1, max_epochs=1000)
+        path.write_text(json.dumps(rec))
+        return table1.load_cells(copy, "validation", ["ml-100k"], ["gru4rec"])[
+            ("ml-100k", "gru4rec")].full_length
+
+    stops = full_length(10)  # seed 0 as the fixture made it (its 3 epochs may outlast it)
+    assert full_length(1000) == stops + [1000]  # seed 0's, then seed 1's
+    assert 1000 not in full_length(999)
+    assert store.fixed_epochs({"patience": 200, "eval_every": 5, "max_epochs": 1000}) == 1000
+    assert store.fixed_epochs({"patience": 1000}) is None
+
 def test_the_dagger_test_takes_the_sequence_as_its_unit():
     """DreamRec wins 50 rows of one long sequence, the baseline five one-row sequences: over rows
     the difference is overwhelming, over the six sequences p = 14/64 (no †); without the test
