@@ -523,7 +523,8 @@ def command(args: argparse.Namespace, progress: dict[str, int] | None = None) ->
             shown = "val" if args.no_summary else "test"
             print(f"seed {seed}: epochs {rec['epochs_run']}, selected epoch {rec['selected_epoch']}, "
                   f"{shown} HR@20 {100 * rec[shown]['hr@20']:.2f} % NDCG@20 "
-                  f"{100 * rec[shown]['ndcg@20']:.2f} %, {rec['wall']['total_s']:.0f} s",
+                  f"{100 * rec[shown]['ndcg@20']:.2f} %, {60 * store.record_minutes(rec):.0f} s"
+                  + (" over its stretches" if rec["wall"].get("resumed") else ""),
                   file=sys.stderr)
         else:
             failed += 1

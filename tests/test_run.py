@@ -408,7 +408,7 @@ def _comparable(rec):
 
 @pytest.mark.parametrize("model, sig", [("dreamrec", signal.SIGKILL), ("gru4rec", signal.SIGTERM)])
 def test_a_run_stopped_mid_way_resumes_from_its_last_evaluation_with_the_same_result(
-        tmp_path, model, sig):
+        tmp_path, capsys, model, sig):
     args = ["--model", model, "--dataset", "ml-100k", "--seeds", "1", "--protocol", "both",
             "--set", "max_epochs=5", "--set", "eval_every=1", "--no-progress", "--threads", "1"]
     args += {"dreamrec": ["--set", "timesteps=5", "--set", "hidden_size=16",
@@ -439,7 +439,12 @@ def test_a_run_stopped_mid_way_resumes_from_its_last_evaluation_with_the_same_re
     ckpt = store.checkpoint_path(killed, "ml-100k", model, 0)
     assert ckpt.exists()
     assert not store.record_path(killed, "ml-100k", model, "validation", 0).exists()
+    capsys.readouterr()
     assert main([*args, "--results-dir", str(killed)]) == 0
+    # the time it prints is every stretch's, as its record counts it, not the last process's
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("seed 0: epochs"))
+    got = json.loads(store.record_path(killed, "ml-100k", model, "validation", 0).read_text())
+    assert line.endswith(f", {60 * store.record_minutes(got):.0f} s over its stretches")
     assert not ckpt.exists()  # removed once the records are written
     assert not (killed / "checkpoints").exists()  # and the folders it leaves empty
     for protocol in ("validation", "published"):
