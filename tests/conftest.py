@@ -46,3 +46,17 @@ def pytest_configure(config: pytest.Config) -> None:
         import torch
 
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // int(workers)))
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_workers_thread_count():
+    """Every test leaves torch's thread count as it found it. The command-line mains a test calls
+    in-process (``harness.run.main`` and the others) set it to their ``--threads``, by default
+    every core: left so, every later test on that worker ran two threads beside the other
+    worker's, and one 100-second test (IPS on zhihu) took 993 s in the suite."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
