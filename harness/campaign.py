@@ -37,7 +37,8 @@ a few at a time and survives being stopped, so that the same command line contin
   created before TIME under the folders, so that a campaign reruns them on the current code
   (run it in the campaign's own clone: the main checkout keeps the old records until
   ``collect`` replaces them). Records created at or after TIME are never touched, so it can run
-  again at any time.
+  again at any time, and only a record git holds as committed is deleted (one that is not, or
+  that changed since, is kept and named: deleting it would lose it).
 - ``collect SRC``: bring a campaign clone's finished work into this checkout: its records
   (each config's records set aside into ``variants/<hash>/`` first when another config held
   the folder, as a configured run does: :func:`harness.store.set_aside`), its guidance sweeps
@@ -487,19 +488,32 @@ def record_files(folder: Path) -> list[Path]:
     return sorted(Path(folder).rglob("seed*.json"))
 
 
-def drop_older(before: datetime, folders: list[Path]) -> list[Path]:
-    """Delete the records under ``folders`` created before ``before``; returns them."""
-    dropped = []
+def drop_older(before: datetime, folders: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Delete the records under ``folders`` created before ``before`` that git holds as
+    committed (each file as at HEAD), so that none is lost; returns (deleted, kept because
+    not committed)."""
+    dropped, kept = [], []
     for folder in folders:
         for path in record_files(folder):
             rec = store.read_record(path)
             if rec is None or not rec.get("created"):
                 continue
             if datetime.fromisoformat(rec["created"]) < before:
-                path.with_suffix(".npz").unlink(missing_ok=True)
-                path.unlink()
+                files = [path] + [p for p in [path.with_suffix(".npz")] if p.exists()]
+                if any(_committed(f.parent, f.name) != f.read_bytes() for f in files):
+                    kept.append(path)
+                    continue
+                for f in files:
+                    f.unlink()
                 dropped.append(path)
-    return dropped
+    return dropped, kept
+
+
+def _dropped_text(dropped: list[Path], kept: list[Path], before: str) -> str:
+    return (f"dropped {len(dropped)} records created before {before}"
+            + (f"; kept {len(kept)} that git does not hold as committed (deleting them would "
+               f"lose them: commit them first):" + "".join(f"\n  {p}" for p in kept)
+               if kept else ""))
 
 
 def _copy(src: Path, dest: Path) -> bool:
@@ -1107,8 +1121,7 @@ def main(argv: list[str] | None = None) -> int:
             missing = [str(f) for f in args.folders if not f.is_dir()]
             if missing:
                 raise HarnessError(f"no such folder: {', '.join(missing)}")
-            dropped = drop_older(before, args.folders)
-            print(f"dropped {len(dropped)} records created before {args.before}")
+            print(_dropped_text(*drop_older(before, args.folders), args.before))
             return 0
         if args.command == "left":
             for line in left(args.plan, args.state, args.clone, args.jobs):
@@ -1127,9 +1140,9 @@ def main(argv: list[str] | None = None) -> int:
             before = cli.iso_time(args.drop_older, "--drop-older") if args.drop_older else None
             print(f"{args.clone} at {update(args.clone)[:12]}")
             if before is not None:
-                dropped = drop_older(before, [args.clone / "results" / sub
-                                              for sub in ("records", "variants", "guidance")])
-                print(f"dropped {len(dropped)} records created before {args.drop_older}")
+                print(_dropped_text(*drop_older(before, [args.clone / "results" / sub for sub
+                                                          in ("records", "variants", "guidance")]),
+                                    args.drop_older))
             return 0
         written = collect(args.src, args.into)
         for path in written:

@@ -140,14 +140,23 @@ def fake_record(results: Path, dataset: str, model: str, chash: str, seed: int,
     return path
 
 
-def test_drop_older_deletes_only_records_made_before_the_time(tmp_path):
+def test_drop_older_deletes_only_committed_records_made_before_the_time(tmp_path):
     old = fake_record(tmp_path, "zhihu", "sasrec", "a" * 16, 0, created="2026-11-27T09:00:00+00:00")
     new = fake_record(tmp_path, "zhihu", "sasrec", "a" * 16, 1, created="2026-12-03T20:00:00+00:00")
+    edited = fake_record(tmp_path, "zhihu", "sasrec", "a" * 16, 2,
+                         created="2026-11-27T09:00:00+00:00")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "records")
+    np.savez(edited.with_suffix(".npz"), test_ranks=np.arange(4))  # changed since its commit
+    loose = fake_record(tmp_path, "zhihu", "gru4rec", "b" * 16, 0,  # never committed
+                        created="2026-11-27T09:00:00+00:00")
     before = campaign.datetime.fromisoformat("2026-12-03T00:00:00+00:00")
-    assert campaign.drop_older(before, [tmp_path]) == [old]
+    assert campaign.drop_older(before, [tmp_path / "records"]) == ([old], [loose, edited])
     assert not old.exists() and not old.with_suffix(".npz").exists()
-    assert new.exists() and new.with_suffix(".npz").exists()
-    assert campaign.drop_older(before, [tmp_path]) == []
+    for kept in (new, edited, loose):
+        assert kept.exists() and kept.with_suffix(".npz").exists()
+    assert campaign.drop_older(before, [tmp_path / "records"]) == ([], [loose, edited])
 
 
 def checkout(root: Path) -> Path:
