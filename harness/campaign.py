@@ -762,9 +762,12 @@ def _seed_files(folder: Path) -> list[Path]:
 
 
 def rule_trials(model: str) -> int:
-    """Trainings the tuning rule makes from its start values: the learning rates, then the
-    weight decays other than the lr stage's and one beyond (a baseline) or the T values other
-    than the lr stage's (DreamRec); an edge best adds one per outward step, so a lower bound."""
+    """The fewest trainings the tuning rule makes: its start learning rates, then the T values
+    other than the lr stage's (DreamRec; an edge best adds one per outward step), or for a
+    baseline the fewest over whichever lr and weight decay win: an edge lr adds the outward
+    value (when the outward one loses), and the weight decays at the chosen lr add those
+    other than the lr stage's and the one beyond the better, less the float32 no-ops the rule
+    does not train (:func:`harness.tune.inert_decay`: every one at lr 1e-4)."""
     from harness import tune  # torch: not for the queue's own process
 
     lrs = len(tune.RULE_LR_START)
@@ -772,7 +775,17 @@ def rule_trials(model: str) -> int:
         return lrs + sum(t != tune.RULE_T_FIXED for t in tune.RULE_TIMESTEPS)
     if tune.is_guided(model):
         return lrs
-    return lrs + sum(w != tune.RULE_WD_FIXED for w in tune.RULE_WD_START) + 1
+    grid = tune.PAPER_GRID
+
+    def decays(lr: str) -> int:
+        live = [w for w in tune.RULE_WD_START
+                if w == tune.RULE_WD_FIXED or not tune.inert_decay(lr, w)]
+        return len(live) - 1 + min(
+            (nxt := tune.beyond(grid["weight_decay"], tune.RULE_WD_START, better)) is not None
+            and not tune.inert_decay(lr, nxt) for better in live)
+
+    return lrs + min((tune.beyond(grid["lr"], tune.RULE_LR_START, lr) is not None) + decays(lr)
+                     for lr in tune.RULE_LR_START)
 
 
 #: the settings that decide how long a seed trains: records made under others time it wrongly
