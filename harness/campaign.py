@@ -778,8 +778,7 @@ def rule_trials(model: str) -> int:
     grid = tune.PAPER_GRID
 
     def decays(lr: str) -> int:
-        live = [w for w in tune.RULE_WD_START
-                if w == tune.RULE_WD_FIXED or not tune.inert_decay(lr, w)]
+        live = tune.live_decays(lr)
         return len(live) - 1 + min(
             (nxt := tune.beyond(grid["weight_decay"], tune.RULE_WD_START, better)) is not None
             and not tune.inert_decay(lr, nxt) for better in live)

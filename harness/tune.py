@@ -93,6 +93,13 @@ def inert_decay(lr: str, weight_decay: str) -> bool:
     return bool(np.float32(1.0 - float(lr) * float(weight_decay)) == np.float32(1.0))
 
 
+def live_decays(lr: str) -> list[str]:
+    """The rule's starting weight decays it trains at ``lr``: the lr stage's own, and each other
+    that is not a float32 no-op there (:func:`inert_decay`; such a trial would repeat the lr
+    stage's bit for bit)."""
+    return [wd for wd in RULE_WD_START if wd == RULE_WD_FIXED or not inert_decay(lr, wd)]
+
+
 def paper_value(x: float) -> str:
     """A learning rate or weight decay as the paper writes it: 1e-3, 5e-4."""
     mantissa, exp = f"{x:.0e}".split("e")
@@ -494,8 +501,7 @@ def rule_search(search: Search, spec, args, given) -> int:
             return rc
     elif not guided:
         wds = list(RULE_WD_START)
-        # a value that AdamW cannot apply at this lr repeats the lr stage's trial bit for bit
-        live = [wd for wd in wds if wd == RULE_WD_FIXED or not inert_decay(lr, wd)]
+        live = live_decays(lr)
         skipped += [wd for wd in wds if wd not in live]
         rc = stage([{"lr": lr, "weight_decay": wd} for wd in live], "weight decay")
         if rc is not None:
