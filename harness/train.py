@@ -348,15 +348,19 @@ def _train(
             print(f"{desc}: resumed after epoch {saved['epoch']} from {checkpoint}",
                   file=sys.stderr, flush=True)
     # where each stretch of epochs ran: one entry per process that trained this run, with its
-    # thread count and commit (a stretch trained with other threads or other code computes
-    # other roundings: the run then equals no uninterrupted one)
+    # thread count, CPU kernels and commit (a stretch trained with other threads, on another
+    # instruction set -- torch's AVX2 and AVX512 kernels sum in other orders -- or with other
+    # code computes other roundings: the run then equals no uninterrupted one)
     here = {"device": device.type, "torch": str(torch.__version__), "first_epoch": first,
             "last_epoch": first - 1, "generator": generator,
-            "threads": torch.get_num_threads(), "commit": store.git_state()["commit"]}
-    if segments and segments[-1].get("threads") not in (None, here["threads"]):
-        print(f"warning: {checkpoint} was written by a process with {segments[-1]['threads']} "
-              f"torch threads; resuming with {here['threads']} (other reduction orders: the "
-              f"result will not equal an uninterrupted run's)", file=sys.stderr, flush=True)
+            "threads": torch.get_num_threads(), "cpu": torch.backends.cpu.get_cpu_capability(),
+            "commit": store.git_state()["commit"]}
+    for key, what in (("threads", "{} torch threads"), ("cpu", "the CPU kernels {}")):
+        if segments and segments[-1].get(key) not in (None, here[key]):
+            print(f"warning: {checkpoint} was written by a process with "
+                  f"{what.format(segments[-1][key])}; resuming with {here[key]} (other "
+                  f"roundings: the result will not equal an uninterrupted run's)",
+                  file=sys.stderr, flush=True)
     if device.type == "cuda":
         here["gpu"] = torch.cuda.get_device_name(device)
     segments.append(here)

@@ -412,7 +412,9 @@ def test_compare_names_the_fields_that_differ_but_not_when_or_where_a_run_traine
              test_ranks=np.array([0, 1, 5]))
     store.record_path(a, "ml-100k", "gru4rec", "validation", 0).unlink()
     assert campaign.compare(a, b, ["zhihu"]) == [
-        "records/zhihu/gru4rec/validation/seed0.json: test ranks (.npz) differ",
+        "records/zhihu/gru4rec/validation/seed0.json: test ranks (.npz) differ (roundings only: "
+        "the selected epoch and its validation and test metrics are equal; CPU kernels not "
+        f"recorded in {b}, not recorded in {a})",
         "records/zhihu/sasrec/validation/seed0.json: seed differ"]
     assert campaign.main(["compare", str(a), str(b)]) == 1
     out, err = capsys.readouterr()
@@ -420,6 +422,34 @@ def test_compare_names_the_fields_that_differ_but_not_when_or_where_a_run_traine
     assert "0 of 3 records" in err
     with pytest.raises(HarnessError, match="no records under"):
         campaign.compare(a, b, ["yc"])
+
+
+def test_compare_names_a_record_that_differs_only_in_roundings_with_the_kernels_of_each(
+        tmp_path, capsys):
+    """The same cell from other CPU kernels: its curve and test ranks differ in the last bits,
+    its selected epoch and metrics do not; that is said, with each side's instruction set."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    cell = {"selected_epoch": 16, "test": {"ndcg@20": 0.0086}, "val": {"ndcg@20": 0.0091}}
+    for res, isa, loss in ((a, None, 1.3094132), (b, "AVX2", 1.3094133)):
+        path = fake_record(res, "zhihu", "sasrec", "1" * 16, 0)
+        segment = {"device": "cpu"} if isa is None else {"device": "cpu", "cpu": isa}
+        path.write_text(json.dumps({**json.loads(path.read_text()), **cell,
+                                    "history": [{"epoch": 0, "loss": loss}],
+                                    "wall": {"segments": [segment]}}))
+    np.savez(store.record_path(b, "zhihu", "sasrec", "validation", 0).with_suffix(".npz"),
+             test_ranks=np.array([0, 2, 1]))
+    fake_record(a, "zhihu", "gru4rec", "2" * 16, 0)
+    path = fake_record(b, "zhihu", "gru4rec", "2" * 16, 0)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "selected_epoch": 3,
+                                "history": [{"epoch": 0, "loss": 1.0}]}))
+    assert campaign.compare(a, b) == [
+        "records/zhihu/gru4rec/validation/seed0.json: history, selected_epoch differ",
+        f"records/zhihu/sasrec/validation/seed0.json: history, test ranks (.npz) differ "
+        f"(roundings only: the selected epoch and its validation and test metrics are equal; "
+        f"CPU kernels AVX2 in {b}, not recorded in {a})"]
+    assert campaign.main(["compare", str(a), str(b)]) == 1
+    err = capsys.readouterr().err
+    assert "0 of 2 records" in err and "; 1 more differ only in roundings" in err
 
 
 def test_one_campaign_per_state_folder_and_a_killed_one_leaves_no_job_running_twice(tmp_path):

@@ -158,7 +158,8 @@ def test_a_checkpoint_from_another_device_resumes_with_a_reseeded_generator_and_
                      checkpoint_key="k")
 
     first = fit(4)  # leaves its checkpoint after epoch 3
-    here = {"threads": torch.get_num_threads(), "commit": store.git_state()["commit"]}
+    here = {"threads": torch.get_num_threads(), "cpu": torch.backends.cpu.get_cpu_capability(),
+            "commit": store.git_state()["commit"]}
     assert first.wall["segments"] == [{"device": "cpu", "torch": str(torch.__version__), "first_epoch": 0,
                                        "last_epoch": 3, "generator": "fresh", **here}]
     same = fit(6)
@@ -209,3 +210,31 @@ def test_a_run_resumed_with_other_threads_records_each_stretchs_and_says_so(tmp_
     assert "written by a process with 1 torch threads; resuming with 2" in capsys.readouterr().err
     fit(8, 2)  # the same count as the stretch before: no warning
     assert "torch threads" not in capsys.readouterr().err
+
+
+def test_a_run_resumed_on_other_cpu_kernels_records_each_stretchs_and_says_so(
+        tmp_path, capsys, monkeypatch):
+    """torch's AVX2 and AVX512 kernels sum in other orders (a zhihu SASRec seed trained on an
+    AVX2 host differs from its AVX512 record from epoch 0's loss on): each stretch records the
+    instruction set it ran on, and a resume on another one warns."""
+    splits = chain_splits(n_items=40, n_train=300, n_eval=60)
+    ckpt = tmp_path / "ck.pt"
+
+    def fit(max_epochs, isa):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: isa)
+        torch.manual_seed(0)
+        m = DreamRec(splits.n_items, DreamRecConfig(hidden_size=16, timesteps=8))
+        cfg = TrainConfig(lr=1e-3, max_epochs=max_epochs, eval_every=2, patience=50,
+                          batch_size=64)
+        return train(m, splits, cfg, 0, torch.device("cpu"), progress=False,
+                     checkpoint=ckpt, checkpoint_key="k")
+
+    fit(4, "AVX512")
+    assert "CPU kernels" not in capsys.readouterr().err
+    got = fit(6, "AVX2")
+    assert [(s["first_epoch"], s["cpu"]) for s in got.wall["segments"]] == [
+        (0, "AVX512"), (4, "AVX2")]
+    assert ("written by a process with the CPU kernels AVX512; resuming with AVX2"
+            in capsys.readouterr().err)
+    fit(8, "AVX2")  # the same kernels as the stretch before: no warning
+    assert "CPU kernels" not in capsys.readouterr().err
