@@ -710,11 +710,10 @@ ROUNDINGS = ("history", "test ranks (.npz)")
 
 def cpu_kernels(rec: dict[str, Any]) -> str:
     """The CPU kernels (torch's instruction set, e.g. AVX512 or AVX2) that trained a record,
-    from its segments; "not recorded" for a record made before segments kept them."""
-    found = [s.get("cpu") for s in (rec.get("wall") or {}).get("segments") or [{}]]
-    if None in found:
-        return "not recorded"
-    return "+".join(dict.fromkeys(found))
+    from its segments in order ("not recorded+AVX2": a run resumed on AVX2 from a stretch made
+    before segments kept them)."""
+    segments = (rec.get("wall") or {}).get("segments") or [{}]
+    return "+".join(dict.fromkeys(s.get("cpu") or "not recorded" for s in segments))
 
 
 def compare_paths(b: Path, datasets: list[str] | None) -> list[Path]:

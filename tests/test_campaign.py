@@ -430,12 +430,13 @@ def test_compare_names_a_record_that_differs_only_in_roundings_with_the_kernels_
     its selected epoch and metrics do not; that is said, with each side's instruction set."""
     a, b = tmp_path / "a", tmp_path / "b"
     cell = {"selected_epoch": 16, "test": {"ndcg@20": 0.0086}, "val": {"ndcg@20": 0.0091}}
-    for res, isa, loss in ((a, None, 1.3094132), (b, "AVX2", 1.3094133)):
+    for res, isas, loss in ((a, [None], 1.3094132), (b, [None, "AVX2", "AVX2"], 1.3094133)):
         path = fake_record(res, "zhihu", "sasrec", "1" * 16, 0)
-        segment = {"device": "cpu"} if isa is None else {"device": "cpu", "cpu": isa}
+        segments = [{"device": "cpu"} if isa is None else {"device": "cpu", "cpu": isa}
+                    for isa in isas]
         path.write_text(json.dumps({**json.loads(path.read_text()), **cell,
                                     "history": [{"epoch": 0, "loss": loss}],
-                                    "wall": {"segments": [segment]}}))
+                                    "wall": {"segments": segments}}))
     np.savez(store.record_path(b, "zhihu", "sasrec", "validation", 0).with_suffix(".npz"),
              test_ranks=np.array([0, 2, 1]))
     fake_record(a, "zhihu", "gru4rec", "2" * 16, 0)
@@ -446,7 +447,7 @@ def test_compare_names_a_record_that_differs_only_in_roundings_with_the_kernels_
         "records/zhihu/gru4rec/validation/seed0.json: history, selected_epoch differ",
         f"records/zhihu/sasrec/validation/seed0.json: history, test ranks (.npz) differ "
         f"(roundings only: the selected epoch and its validation and test metrics are equal; "
-        f"CPU kernels AVX2 in {b}, not recorded in {a})"]
+        f"CPU kernels not recorded+AVX2 in {b}, not recorded in {a})"]
     assert campaign.main(["compare", str(a), str(b)]) == 1
     err = capsys.readouterr().err
     assert "0 of 2 records" in err and "; 1 more differ only in roundings" in err
