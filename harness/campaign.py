@@ -63,8 +63,10 @@ a few at a time and survives being stopped, so that the same command line contin
   cadence and patience when there are any; times the trainings each step
   still has to make: seeds recorded for the config each step would run now, by its hash (and
   with their states in the clone's model folder, for a step that keeps them); the
-  tuning rule counted at its fewest trials, all of them when the config changed since);
-  a model never timed on a dataset is named.
+  tuning rule counted at its fewest trials, all of them when the config changed since),
+  less the epochs its runs in progress have saved where a run's length is fixed (a seed at
+  epoch 600 of 1,000 counts 0.4); a model never timed on a dataset is named, and so are this
+  host's CPU kernels (other kernels run at other speeds).
 
 - ``compare A B [--datasets D,...]``: every record under ``B/records`` against the one at the
   same place under ``A/records``, field by field but for when, where and how long it ran
@@ -942,6 +944,59 @@ def _trials_ran(a: argparse.Namespace, root: Path, results: Path) -> int | None:
         return None
 
 
+def _saved_share(checkpoint: Path, chash: str, epochs: int | None) -> float:
+    """The share of its training a run in progress has made, by its checkpoint: the epochs it
+    saved over the ``epochs`` every run of its settings makes (:func:`harness.store.fixed_epochs`);
+    0 when there is no checkpoint of the config ``chash`` there, or when the run can stop early
+    (how long it goes on is not known)."""
+    if not epochs or not checkpoint.is_file():
+        return 0.0
+    import torch
+
+    try:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        key, epoch = str(saved["key"]), int(saved["epoch"])
+    except Exception:  # noqa: BLE001 -- half-written or of another layout: counts nothing
+        return 0.0
+    return min(1.0, (epoch + 1) / epochs) if key.split(":")[0] == chash else 0.0
+
+
+def _trained_share(module: str, a: argparse.Namespace, root: Path, results: Path) -> float:
+    """How much of what a ``run`` or ``tune`` step has left to train its runs in progress have
+    made, in trainings: each seed not recorded yet, or trial not run yet, with a checkpoint of the
+    config it runs now counts its saved share (:func:`_saved_share`); 0 when the step cannot be
+    prepared here."""
+    from harness import run, tune
+
+    try:
+        if module == "run":
+            argv = ["--model", a.model, "--dataset", a.dataset, "--seeds", str(a.seeds or 1),
+                    "--results-dir", str(results),
+                    *(["--config", str(root / a.config)] if a.config else []),
+                    *(["--first-seed", str(a.first_seed)] if a.first_seed else []),
+                    *(["--seed-stopping-first", str(root / a.seed_stopping_first)]
+                      if a.seed_stopping_first else []),
+                    *[x for kv in a.set for x in ("--set", kv)]]
+            prep = run.prepare(run.build_parser().parse_args(argv))
+            runs = [(prep, s) for s in prep.seeds if not store.is_done(
+                store.record_path(prep.home, a.dataset, a.model, "validation", s), prep.chash)]
+        else:
+            argv = ["--model", a.model, "--dataset", a.dataset, "--results-dir", str(results),
+                    "--jobs", "1", "--threads", "1",
+                    *(["--config", str(root / a.config)] if a.config else []),
+                    *[x for kv in a.set for x in ("--set", kv)]]
+            args, passthrough = tune.build_parser().parse_known_args(argv)
+            search = tune.Search(args, passthrough, {})
+            search.extra = tune.trial_extra(a.model, grid=bool(a.grid))
+            runs = [(t.prep, tune.TUNING_SEED) for t in search.folder_trials()
+                    if not search.ran(t)]
+    except (HarnessError, SystemExit):
+        return 0.0
+    return sum(_saved_share(store.checkpoint_path(p.home, a.dataset, p.spec.name, s), p.chash,
+                            store.fixed_epochs(dataclasses.asdict(p.train_cfg)))
+               for p, s in runs)
+
+
 def _seeds_key(results: Path, a: argparse.Namespace) -> tuple:
     """What a ``run`` step's seeds are made of, for the plan's earlier steps to count: its
     results folder, model, dataset, config and ``--set``, and where its seeds start (its
@@ -952,10 +1007,11 @@ def _seeds_key(results: Path, a: argparse.Namespace) -> tuple:
 
 
 def runs_left(module: str, a: argparse.Namespace, root: Path,
-              planned: dict[tuple, int]) -> list[tuple[str, str, int]]:
+              planned: dict[tuple, int]) -> list[tuple[str, str, float]]:
     """(dataset, model, trainings still to make) of one step run in the checkout ``root``, by
     the files it would find there and what the plan's earlier steps make (``planned``, updated:
-    trials and seeds per results folder, dataset, model and config); lower bounds for the
+    trials and seeds per results folder, dataset, model and config), less what its runs in
+    progress have made (:func:`_trained_share`: a share of a training); lower bounds for the
     tuning rule, whose finished search leaves its report."""
     from harness import tune  # torch: not for the queue's own process
 
@@ -968,7 +1024,9 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
             done = len(_seed_files(store.records_dir(results, a.dataset, a.model) / "validation"))
         done = max(done, planned.get(key, 0), planned.get((*key[:-1], True), 0))
         planned[key] = max(done, n)
-        return [(a.dataset, a.model, max(0, n - done))]
+        todo = max(0, n - done)
+        return [(a.dataset, a.model,
+                 todo - min(todo, _trained_share(module, a, root, results)) if todo else 0)]
     if module == "tune" and a.model and a.dataset:
         label = Path(a.config).stem if a.config else a.model
         key = ("trials", str(results), a.dataset, label, bool(a.grid))
@@ -1001,6 +1059,7 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
             return []  # (a rerun only rewrites its report)
         planned[key] = wanted
         n = max(0, wanted - max(done, grid_done))  # a trial of the config before counts 0
+        n = n - min(n, _trained_share(module, a, root, results)) if n else 0
         if adopts:  # the winning trial is seed 0 (its state kept when the trials keep theirs)
             seeds = _seeds_key(results, argparse.Namespace(**{**vars(seed0),
                                                               "save_model": a.save_model}))
@@ -1033,6 +1092,11 @@ def runs_left(module: str, a: argparse.Namespace, root: Path,
     return []
 
 
+def _count(n: float) -> str:
+    """A number of trainings, whole or to two decimals ("2", "0.13")."""
+    return f"{n:.2f}".rstrip("0").rstrip(".")
+
+
 def left(plan: Path, state: Path, root: Path, slots: int) -> list[str]:
     """What is left of a plan run in the checkout ``root``, in CPU-hours by the records' own
     run times (the lines printed)."""
@@ -1052,7 +1116,7 @@ def left(plan: Path, state: Path, root: Path, slots: int) -> list[str]:
             # a tuning step's trials vary lr and weight decay: its config times only its seed 0
             own = config if module == "run" else None
             for dataset, model, n in runs_left(module, a, root, planned):
-                if n == 0:
+                if n <= 0:
                     continue
                 key = (dataset, model, json.dumps(own, sort_keys=True) if own else None,
                        json.dumps(config and config["model"], sort_keys=True),
@@ -1063,10 +1127,10 @@ def left(plan: Path, state: Path, root: Path, slots: int) -> list[str]:
                 per = minutes_of[key]
                 if per is None:
                     unknown = True
-                    basis.append(f"{n} x {model}/{dataset} (never timed)")
+                    basis.append(f"{_count(n)} x {model}/{dataset} (never timed)")
                     continue
                 minutes += n * per[0]
-                basis.append(f"{n} x {model}/{dataset} at {per[0]:.1f} min")
+                basis.append(f"{_count(n)} x {model}/{dataset} at {per[0]:.1f} min")
         total += minutes
         if unknown:
             untimed.append(job.name)
@@ -1077,9 +1141,18 @@ def left(plan: Path, state: Path, root: Path, slots: int) -> list[str]:
     return [tabulate(rows, headers=["job", "state", "CPU-hours left", "trainings left (minutes "
                                     "a seed: median of the records)"], tablefmt="github"), "",
             f"{total / 60:.1f} CPU-hours left by the records' own run times (tuning counted at "
-            f"the rule's fewest trials), about {total / 60 / max(1, slots):.1f} hours at "
+            f"the rule's fewest trials; the epochs a run in progress has saved are taken off where "
+            f"its length is fixed), about {total / 60 / max(1, slots):.1f} hours at "
             f"{slots} jobs at a time" + (f"; never timed: {', '.join(untimed)}" if untimed
-                                         else "") + "."]
+                                         else "") + ".",
+            "", f"This host's CPU kernels: {_kernels()} (each record's wall.segments name those "
+            f"it trained on; other kernels run at other speeds)."]
+
+
+def _kernels() -> str:
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -779,6 +779,46 @@ def test_left_counts_only_the_trials_that_ran_for_the_config_each_would_run_now(
     assert "2 x sasrec/ml-100k at 5.0 min" in row
 
 
+def test_left_takes_off_the_epochs_a_run_in_progress_has_saved(tmp_path, capsys):
+    # ml-100k AdaRanker's seeds and CL4SRec's trials run 1,000 epochs each, several sessions
+    # long: a seed or trial at epoch 600 has 40 % of its training left, not all of it
+    import torch
+
+    from harness import run, tune
+
+    root = checkout(tmp_path / "clone")
+    fixed = ["--set", "max_epochs=8", "--set", "patience=8"]  # no early stop: 8 epochs a run
+    prep = run.prepare(run.build_parser().parse_args(
+        ["--model", "sasrec", "--dataset", "ml-100k", "--seeds", "3", "--results-dir",
+         str(root / "results"), *fixed]))
+
+    def saved(path, key, epoch):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"key": key, "epoch": epoch, "log": []}, path)
+
+    ckpt = lambda home, seed: store.checkpoint_path(home, "ml-100k", "sasrec", seed)  # noqa: E731
+    saved(ckpt(prep.home, 0), f"{prep.chash}:validation+published", 1)  # 2 of its 8 epochs
+    saved(ckpt(prep.home, 1), f"{'f' * 16}:validation", 5)  # another config's: counts nothing
+    fake_record(prep.home, "ml-100k", "sasrec", prep.chash, 2)  # seed 2 is done
+    args, passthrough = tune.build_parser().parse_known_args(
+        ["--model", "sasrec", "--dataset", "ml-100k", "--results-dir", str(root / "results"),
+         "--jobs", "1", "--threads", "1", *fixed])
+    search = tune.Search(args, passthrough, {})
+    search.extra = tune.trial_extra("sasrec")
+    trial = search.trial({"lr": "1e-3", "weight_decay": tune.RULE_WD_FIXED}, "lr")
+    saved(ckpt(trial.prep.home, tune.TUNING_SEED), f"{trial.prep.chash}:validation", 3)  # half
+    rows = _left_rows(tmp_path, capsys, root, [
+        "seeds: python -m harness.run --model sasrec --dataset ml-100k --seeds 3 --threads 1 "
+        + " ".join(fixed),
+        "tune: python -m harness.tune --model sasrec --dataset ml-100k --jobs 1 --threads 1 "
+        + " ".join(fixed)])
+    assert "1.75 x sasrec/ml-100k" in rows["seeds"]  # seed 1 all, seed 0 three quarters
+    assert f"{campaign.rule_trials('sasrec') - 0.5:g} x sasrec/ml-100k" in rows["tune"]
+    # a run that can stop early: how long it goes on is not known, so nothing is taken off
+    assert campaign._saved_share(ckpt(prep.home, 0), prep.chash, 8) == 0.25
+    assert campaign._saved_share(ckpt(prep.home, 0), prep.chash, None) == 0.0
+
+
 @pytest.mark.parametrize("same_config", [False, True])
 def test_left_counts_a_guided_models_search_again_when_its_config_changed(tmp_path, capsys,
                                                                           same_config):
