@@ -900,12 +900,10 @@ def model_dir(root: Path) -> Path:
     return Path(env) if env else Path(root) / ".cache" / "models"
 
 
-def _done_seeds(a: argparse.Namespace, root: Path, results: Path, n: int) -> int | None:
-    """How many of the n seeds a ``harness.run`` step runs (from its ``--first-seed``, or the
-    one its ``--seed-stopping-first`` picks) are recorded for the config it would run now (its
-    hash, as the run computes it), with their kept state when the step has ``--save-model``
-    (the run trains a recorded seed again whose state is not there), or None when it cannot be
-    prepared here (a seed to pick among that is not recorded yet included)."""
+def _prepare_run(a: argparse.Namespace, root: Path, results: Path, n: int):
+    """What a ``harness.run`` step of the checkout ``root`` would run for ``n`` seeds into
+    ``results`` (:func:`harness.run.prepare`: its config hash, home and seeds); raises as the
+    run would when it cannot be prepared."""
     from harness import run
 
     argv = ["--model", a.model, "--dataset", a.dataset, "--seeds", str(n), "--results-dir",
@@ -914,8 +912,33 @@ def _done_seeds(a: argparse.Namespace, root: Path, results: Path, n: int) -> int
             *(["--seed-stopping-first", str(root / a.seed_stopping_first)]
               if a.seed_stopping_first else []),
             *[x for kv in a.set for x in ("--set", kv)]]
+    return run.prepare(run.build_parser().parse_args(argv))
+
+
+def _search(a: argparse.Namespace, root: Path, results: Path):
+    """The search a ``harness.tune`` step of the checkout ``root`` makes into ``results``
+    (:class:`harness.tune.Search`, its trials read from its folder); raises as the step would
+    when it cannot be prepared."""
+    from harness import tune
+
+    argv = ["--model", a.model, "--dataset", a.dataset, "--results-dir", str(results),
+            "--jobs", "1", "--threads", "1",
+            *(["--config", str(root / a.config)] if a.config else []),
+            *[x for kv in a.set for x in ("--set", kv)]]
+    args, passthrough = tune.build_parser().parse_known_args(argv)
+    search = tune.Search(args, passthrough, {})
+    search.extra = tune.trial_extra(a.model, grid=bool(a.grid))
+    return search
+
+
+def _done_seeds(a: argparse.Namespace, root: Path, results: Path, n: int) -> int | None:
+    """How many of the n seeds a ``harness.run`` step runs (from its ``--first-seed``, or the
+    one its ``--seed-stopping-first`` picks) are recorded for the config it would run now (its
+    hash, as the run computes it), with their kept state when the step has ``--save-model``
+    (the run trains a recorded seed again whose state is not there), or None when it cannot be
+    prepared here (a seed to pick among that is not recorded yet included)."""
     try:
-        prep = run.prepare(run.build_parser().parse_args(argv))
+        prep = _prepare_run(a, root, results, n)
     except (HarnessError, SystemExit):
         return None
     return sum(store.is_done(store.record_path(prep.home, a.dataset, a.model, "validation", s),
@@ -929,16 +952,8 @@ def _trials_ran(a: argparse.Namespace, root: Path, results: Path) -> int | None:
     """How many trials in the folder of a ``tune`` step's search ran for the config each would
     run now (:meth:`harness.tune.Search.ran`: a trial of a config changed since counts as
     not run), or None when the search cannot be prepared here."""
-    from harness import tune
-
-    argv = ["--model", a.model, "--dataset", a.dataset, "--results-dir", str(results),
-            "--jobs", "1", "--threads", "1",
-            *(["--config", str(root / a.config)] if a.config else []),
-            *[x for kv in a.set for x in ("--set", kv)]]
     try:
-        args, passthrough = tune.build_parser().parse_known_args(argv)
-        search = tune.Search(args, passthrough, {})
-        search.extra = tune.trial_extra(a.model, grid=bool(a.grid))
+        search = _search(a, root, results)
         return sum(search.ran(t) for t in search.folder_trials())
     except (HarnessError, SystemExit):
         return None
@@ -966,28 +981,15 @@ def _trained_share(module: str, a: argparse.Namespace, root: Path, results: Path
     made, in trainings: each seed not recorded yet, or trial not run yet, with a checkpoint of the
     config it runs now counts its saved share (:func:`_saved_share`); 0 when the step cannot be
     prepared here."""
-    from harness import run, tune
+    from harness import tune
 
     try:
         if module == "run":
-            argv = ["--model", a.model, "--dataset", a.dataset, "--seeds", str(a.seeds or 1),
-                    "--results-dir", str(results),
-                    *(["--config", str(root / a.config)] if a.config else []),
-                    *(["--first-seed", str(a.first_seed)] if a.first_seed else []),
-                    *(["--seed-stopping-first", str(root / a.seed_stopping_first)]
-                      if a.seed_stopping_first else []),
-                    *[x for kv in a.set for x in ("--set", kv)]]
-            prep = run.prepare(run.build_parser().parse_args(argv))
+            prep = _prepare_run(a, root, results, a.seeds or 1)
             runs = [(prep, s) for s in prep.seeds if not store.is_done(
                 store.record_path(prep.home, a.dataset, a.model, "validation", s), prep.chash)]
         else:
-            argv = ["--model", a.model, "--dataset", a.dataset, "--results-dir", str(results),
-                    "--jobs", "1", "--threads", "1",
-                    *(["--config", str(root / a.config)] if a.config else []),
-                    *[x for kv in a.set for x in ("--set", kv)]]
-            args, passthrough = tune.build_parser().parse_known_args(argv)
-            search = tune.Search(args, passthrough, {})
-            search.extra = tune.trial_extra(a.model, grid=bool(a.grid))
+            search = _search(a, root, results)
             runs = [(t.prep, tune.TUNING_SEED) for t in search.folder_trials()
                     if not search.ran(t)]
     except (HarnessError, SystemExit):
@@ -1136,6 +1138,7 @@ def left(plan: Path, state: Path, root: Path, slots: int) -> list[str]:
             untimed.append(job.name)
         rows.append([job.name, what, ("≥" if unknown else "") + f"{minutes / 60:.1f}",
                      "; ".join(basis) or "no training (reports)"])
+    import torch
     from tabulate import tabulate
 
     return [tabulate(rows, headers=["job", "state", "CPU-hours left", "trainings left (minutes "
@@ -1145,14 +1148,9 @@ def left(plan: Path, state: Path, root: Path, slots: int) -> list[str]:
             f"its length is fixed), about {total / 60 / max(1, slots):.1f} hours at "
             f"{slots} jobs at a time" + (f"; never timed: {', '.join(untimed)}" if untimed
                                          else "") + ".",
-            "", f"This host's CPU kernels: {_kernels()} (each record's wall.segments name those "
-            f"it trained on; other kernels run at other speeds)."]
-
-
-def _kernels() -> str:
-    import torch
-
-    return torch.backends.cpu.get_cpu_capability()
+            "", f"This host's CPU kernels: {torch.backends.cpu.get_cpu_capability()} (each "
+            f"record's wall.segments name those it trained on; other kernels run at other "
+            f"speeds)."]
 
 
 def main(argv: list[str] | None = None) -> int:
